@@ -1,0 +1,79 @@
+"""referrals: closed-loop social-needs referrals over HL7 FHIR (Gravity SDOH Clinical Care)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+from htmx_flask import Htmx
+
+from referrals.config import ROOT, Settings
+from referrals.db import db
+
+csrf = CSRFProtect()
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app. `config` overrides settings by name (tests pass database_url etc.)."""
+    settings = Settings.from_env(config)
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=str(ROOT / "instance"),
+    )
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.update(
+        SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        TESTING=settings.env == "test",
+        SESSION_COOKIE_NAME="referrals_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
+        REMEMBER_COOKIE_SECURE=settings.session_cookie_secure,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        MAX_CONTENT_LENGTH=1 * 1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,  # the session's idle timeout bounds the token's life
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
+        **settings.extra,
+    )
+    _logging(settings.log_level)
+    db.configure(settings.database_url)
+    from referrals.auth.service import configure_hasher
+
+    configure_hasher(settings.argon2_memory_kib, settings.argon2_time_cost)
+    app.teardown_appcontext(lambda _exc: db.session.remove())
+
+    Htmx(app)
+    csrf.init_app(app)
+
+    from referrals import web
+
+    web.init_app(app)
+
+    from referrals.admin.views import bp as admin_bp
+    from referrals.auth.views import bp as auth_bp
+    from referrals.loop.views import bp as loop_bp
+    from referrals.patients.views import bp as patients_bp
+
+    for bp in (auth_bp, patients_bp, loop_bp, admin_bp):
+        app.register_blueprint(bp)
+
+    import referrals.notify.service  # noqa: F401  (registers the sms.notice job handler)
+    from referrals.cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(  # once, for the whole process
+            level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    root.setLevel(level)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -1,0 +1,92 @@
+"""What network administrators read and do: messages sent, the audit trail, the outbox."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+
+from referrals import audit
+from referrals.audit import AuditEvent
+from referrals.auth.actor import Actor
+from referrals.auth.models import User
+from referrals.auth.roles import Permission
+from referrals.db import transaction, utcnow
+from referrals.errors import Forbidden, InvalidInput, NotFound
+from referrals.jobs import DEAD, QUEUED, Job
+from referrals.notify.models import Message
+
+LIMIT = 200
+
+
+def _require_network(actor: Actor) -> None:
+    if not actor.can(Permission.VIEW_NETWORK):
+        raise Forbidden("Only network administrators can see this.")
+
+
+def recent_messages(actor: Actor) -> list[Message]:
+    _require_network(actor)
+    with transaction() as session:
+        messages = list(
+            session.scalars(select(Message).order_by(Message.created_at.desc()).limit(LIMIT))
+        )
+        audit.record(session, actor, "message.list", "Message", detail={"rows": len(messages)})
+    return messages
+
+
+def audit_trail(
+    actor: Actor, *, user_email: str = "", patient_id: str = ""
+) -> tuple[list[AuditEvent], int | None]:
+    """Recent audit entries, filtered by a user's email or a patient id, and where the chain
+    breaks if it does."""
+    _require_network(actor)
+    with transaction() as session:
+        stmt = select(AuditEvent)
+        if user_email:
+            user = session.scalar(select(User).where(func.lower(User.email) == user_email.lower()))
+            if user is None:
+                raise InvalidInput("No such user.", {"user": [f"No user with email {user_email}."]})
+            stmt = stmt.where(AuditEvent.actor_user_id == user.id)
+        if patient_id:
+            try:
+                stmt = stmt.where(AuditEvent.patient_id == uuid.UUID(patient_id))
+            except ValueError:
+                raise InvalidInput(
+                    "Not a patient id.", {"patient": ["A patient id looks like 8-4-4-4-12 hex."]}
+                ) from None
+        events = list(session.scalars(stmt.order_by(AuditEvent.id.desc()).limit(LIMIT)))
+        broken = audit.verify_chain(session)
+        audit.record(
+            session,
+            actor,
+            "audit.view",
+            "AuditEvent",
+            detail={"by_user": bool(user_email), "by_patient": bool(patient_id)},
+        )
+    return events, broken
+
+
+def jobs_overview(actor: Actor) -> tuple[dict[str, int], list[Job]]:
+    _require_network(actor)
+    with transaction() as session:
+        counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+        dead = list(
+            session.scalars(
+                select(Job).where(Job.status == DEAD).order_by(Job.finished_at.desc()).limit(LIMIT)
+            )
+        )
+    return counts, dead
+
+
+def retry_job(actor: Actor, job_id: uuid.UUID) -> Job:
+    """Give a dead job a fresh set of attempts."""
+    _require_network(actor)
+    with transaction() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound("No such job.")
+        if job.status != DEAD:
+            raise InvalidInput("Only a dead job can be retried.")
+        job.status, job.attempts, job.run_after, job.finished_at = QUEUED, 0, utcnow(), None
+        audit.record(session, actor, "job.retry", "Job", job.id, detail={"kind": job.kind})
+    return job

@@ -1,0 +1,146 @@
+"""Flask commands: db-upgrade, seed-demo, create-user, worker, audit-verify."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import click
+from flask import Flask, current_app
+
+from referrals.auth.actor import Actor
+from referrals.errors import InvalidInput
+
+
+def register_commands(app: Flask) -> None:
+    @app.cli.command("db-upgrade")
+    @click.option("--revision", default="head", show_default=True, help="Target revision.")
+    def db_upgrade(revision: str) -> None:
+        """Apply the Alembic migrations to DATABASE_URL."""
+        from referrals.migrate import upgrade
+
+        upgrade(current_app.config["SETTINGS"].database_url, revision)
+        click.echo("Database is up to date.")
+
+    @app.cli.command("db-revision")
+    @click.option("-m", "--message", required=True, help="What the migration changes.")
+    def db_revision(message: str) -> None:
+        """Autogenerate a migration from the models (read and edit it before committing)."""
+        from referrals.migrate import revision
+
+        revision(current_app.config["SETTINGS"].database_url, message)
+
+    @app.cli.command("seed-demo")
+    @click.option("--if-empty", is_flag=True, help="Do nothing when organisations exist already.")
+    def seed_demo(if_empty: bool) -> None:
+        """Add synthetic demo organisations, people, services, patients and referrals."""
+        from referrals.seed import DEMO_PASSWORD, DEMO_USERS, seed
+
+        created = seed(if_empty=if_empty)
+        if created:
+            click.echo("Demo data added.")
+        else:
+            click.echo("Demo data already present.")
+        click.echo(f"Demo sign-ins (password for all: {DEMO_PASSWORD}):")
+        for email, _name, org, role in DEMO_USERS:
+            click.echo(f"  {email:<32} {role:<14} {org}")
+
+    @app.cli.command("create-user")
+    @click.option("--email", required=True)
+    @click.option("--name", required=True)
+    @click.option("--org", "org_name", required=True, help="Exact name of the organisation.")
+    @click.option(
+        "--role",
+        required=True,
+        help="clinician, cbo_staff, school_staff, org_admin or network_admin.",
+    )
+    @click.password_option(help="At least 12 characters; asked for when not given.")
+    def create_user(email: str, name: str, org_name: str, role: str, password: str) -> None:
+        """Add a person who signs in and acts for an organisation."""
+        from referrals.auth.service import create_user as create
+
+        try:
+            user = create(
+                Actor.system("command line"),
+                email=email,
+                name=name,
+                password=password,
+                org_name=org_name,
+                role=role,
+            )
+        except InvalidInput as err:
+            for field, messages in err.fields.items():
+                click.echo(f"{field}: {' '.join(messages)}", err=True)
+            sys.exit(2)
+        click.echo(f"Created {user.email}.")
+
+    @app.cli.command("worker")
+    @click.option("--once", is_flag=True, help="Run the jobs that are due, then exit.")
+    def worker(once: bool) -> None:
+        """Deliver outbox jobs (SMS notices, exchange pushes) with retries."""
+        from referrals import jobs
+
+        if once:
+            counts = jobs.run_due_jobs()
+            click.echo(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "No jobs due.")
+            return
+        stopping = {"now": False}
+
+        def stop(_signum: int, _frame: object) -> None:
+            stopping["now"] = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        jobs.run_worker(
+            current_app.config["SETTINGS"].worker_poll_seconds, stop=lambda: stopping["now"]
+        )
+
+    @app.cli.command("serve")
+    @click.option("--host", default="127.0.0.1", show_default=True)
+    @click.option("--port", type=int, envvar="PORT", default=5000, show_default=True,
+                  help="Also read from PORT.")
+    def serve(host: str, port: int) -> None:
+        """Run the web server and one worker together (a laptop or a demo); Ctrl-C stops both."""
+        import os
+        import subprocess
+        import time
+
+        flask = [sys.executable, "-m", "flask", "--app", "app"]
+        env = dict(os.environ)
+        procs = [
+            subprocess.Popen([*flask, "worker"], env=env),
+            subprocess.Popen(
+                [*flask, "run", "--host", host, "--port", str(port), "--no-reload",
+                 "--with-threads"], env=env,
+            ),
+        ]
+        click.echo(f"Serving on http://{host}:{port} with a worker. Ctrl-C stops both.")
+        try:
+            while all(p.poll() is None for p in procs):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+            for p in procs:
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        code = max((p.returncode or 0) for p in procs)
+        sys.exit(0 if code in (0, -2, -15) else code)
+
+    @app.cli.command("audit-verify")
+    def audit_verify() -> None:
+        """Check the audit trail's hash chain; exit 1 if an entry was altered or removed."""
+        from referrals.audit import verify_chain
+        from referrals.db import db
+
+        broken = verify_chain(db.session())
+        if broken is None:
+            click.echo("The audit trail is intact.")
+        else:
+            click.echo(f"The audit trail is broken at entry {broken}.", err=True)
+            sys.exit(1)

@@ -1,0 +1,188 @@
+"""The outbox. A change enqueues its jobs in its own transaction; the worker claims due jobs,
+runs them, retries failures with exponential backoff and jitter, and dead-letters the rest."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import Index, String, Text, or_, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from referrals.db import Base, db, utcnow
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, DEAD = "queued", "running", "done", "dead"
+LEASE = timedelta(minutes=5)  # a running job not finished by then is taken up again
+
+Handler = Callable[[Session, dict], None]
+HANDLERS: dict[str, Handler] = {}
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_run_after", "status", "run_after"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict] = mapped_column(default=dict)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=8)
+    run_after: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_by: Mapped[str | None] = mapped_column(String(100))
+    locked_until: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class PermanentJobError(Exception):
+    """A failure that retrying cannot mend: the job goes straight to dead."""
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[kind] = fn
+        return fn
+
+    return register
+
+
+def enqueue(
+    session: Session, kind: str, payload: dict, dedupe_key: str, *, max_attempts: int = 8
+) -> Job:
+    """Add a job to the caller's transaction, unless one with this key was ever enqueued."""
+    existing = session.scalar(select(Job).where(Job.dedupe_key == dedupe_key))
+    if existing is not None:
+        return existing
+    job = Job(kind=kind, payload=payload, dedupe_key=dedupe_key, max_attempts=max_attempts)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def backoff(attempts: int, *, base: float = 10.0, cap: float = 3600.0) -> timedelta:
+    """Full-jitter exponential backoff: up to base·2^(n-1) seconds, never more than cap."""
+    ceiling = min(cap, base * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim(session: Session, limit: int, name: str) -> list[uuid.UUID]:
+    """Take up to `limit` due jobs for this worker. PostgreSQL workers skip each other's rows."""
+    now = utcnow()
+    due = (
+        select(Job.id)
+        .where(
+            or_(
+                (Job.status == QUEUED) & (Job.run_after <= now),
+                (Job.status == RUNNING) & (Job.locked_until < now),
+            )
+        )
+        .order_by(Job.run_after)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(session.scalars(due))
+    if ids:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(ids))
+            .values(
+                status=RUNNING,
+                locked_by=name,
+                locked_until=now + LEASE,
+                attempts=Job.attempts + 1,
+            )
+        )
+    session.commit()
+    return ids
+
+
+def run_job(job_id: uuid.UUID) -> str:
+    """Run one claimed job to its outcome and return its new status."""
+    session = db.session()
+    job = session.get(Job, job_id)
+    if job is None or job.status != RUNNING:
+        session.rollback()
+        return "missing"
+    fn = HANDLERS.get(job.kind)
+    try:
+        if fn is None:
+            raise PermanentJobError(f"no handler for job kind {job.kind!r}")
+        fn(session, dict(job.payload))
+        job.status, job.finished_at, job.last_error = DONE, utcnow(), ""
+        job.locked_by = job.locked_until = None
+        session.commit()
+        return DONE
+    except Exception as exc:  # every failure is recorded; none stops the worker
+        session.rollback()
+        job = session.get(Job, job_id)
+        assert job is not None
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        job.last_error = error
+        job.locked_by = job.locked_until = None
+        if isinstance(exc, PermanentJobError) or job.attempts >= job.max_attempts:
+            job.status, job.finished_at = DEAD, utcnow()
+            log.error(
+                "job %s (%s) is dead after %d attempts: %s",
+                job.id,
+                job.kind,
+                job.attempts,
+                type(exc).__name__,
+            )
+        else:
+            job.status, job.run_after = QUEUED, utcnow() + backoff(job.attempts)
+            log.warning(
+                "job %s (%s) failed, attempt %d: %s",
+                job.id,
+                job.kind,
+                job.attempts,
+                type(exc).__name__,
+            )
+        session.commit()
+        return job.status
+    finally:
+        db.session.remove()
+
+
+def run_due_jobs(*, limit: int = 20, name: str | None = None) -> dict[str, int]:
+    """Claim and run due jobs until none are left; the counts of outcomes. `worker --once`."""
+    name = name or worker_name()
+    counts: dict[str, int] = {}
+    while True:
+        ids = claim(db.session(), limit, name)
+        db.session.remove()
+        if not ids:
+            return counts
+        for job_id in ids:
+            outcome = run_job(job_id)
+            counts[outcome] = counts.get(outcome, 0) + 1
+
+
+def run_worker(poll_seconds: float, stop: Callable[[], bool] = lambda: False) -> None:
+    """Run jobs as they fall due, until `stop()` says so."""
+    name = worker_name()
+    log.info("worker %s started", name)
+    while not stop():
+        try:
+            counts = run_due_jobs(name=name)
+        except Exception:
+            log.exception("worker %s could not claim jobs; retrying", name)
+            db.session.remove()
+            counts = {}
+        if not counts:
+            time.sleep(poll_seconds)
+    log.info("worker %s stopped", name)

@@ -1,0 +1,468 @@
+"""Use cases of the referral loop: send, open, move through the lifecycle, list. The only code
+that writes referrals; every entry point (pages, FHIR API, CLI) calls these."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from referrals import audit, jobs
+from referrals.auth.actor import Actor
+from referrals.auth.roles import Permission
+from referrals.db import transaction, utcnow
+from referrals.directory.models import Service
+from referrals.errors import Conflict, Forbidden, InvalidInput, NotFound
+from referrals.forms import load
+from referrals.loop import lifecycle
+from referrals.loop.lifecycle import (
+    CANCELLATION_REQUESTED_BUSINESS_STATUS,
+    OPEN,
+    STATUS_LABELS,
+    TERMINAL,
+    Action,
+    Side,
+    Status,
+    Transition,
+)
+from referrals.loop.models import Referral, ReferralEvent, Task
+from referrals.loop.overdue import business_days_before
+from referrals.loop.reasons import find_reason, reason_text, reasons_for
+from referrals.loop.schemas import ReferralSchema, StatusChangeSchema
+from referrals.patients.consent_rules import consent_problem
+from referrals.patients.models import Consent, Patient
+
+PAGE_SIZE = 25
+NOTICE_JOB = "sms.notice"
+
+
+@dataclass
+class ReferralView:
+    """A referral as one member may see it, with what they may do next."""
+
+    referral: Referral
+    task: Task
+    side: Side
+    events: list[ReferralEvent]
+    actions: list[Action]
+
+    @property
+    def is_requester(self) -> bool:
+        return self.side is Side.REQUESTER
+
+
+@dataclass
+class Page:
+    tasks: list[Task]
+    total: int
+    page: int
+    pages: int
+    new_count: int
+
+
+def _side(actor: Actor, referral: Referral) -> Side | None:
+    if actor.role is None or actor.org_kind is None:
+        return None
+    side = lifecycle.side_of(
+        actor.role,
+        actor.org_kind,
+        is_requester_org=referral.requester_org_id == actor.org_id,
+        is_owner_org=referral.task.owner_org_id == actor.org_id,
+    )
+    # Network admins see metrics and the trail, not clinical content (DESIGN §7).
+    return None if side is Side.NETWORK else side
+
+
+def _load(
+    session: Session, actor: Actor, referral_id: uuid.UUID, action: str
+) -> tuple[Referral, Side]:
+    referral = session.get(Referral, referral_id)
+    side = _side(actor, referral) if referral is not None else None
+    if referral is None or side is None:
+        audit.deny(session, actor, action, "Referral", referral_id)
+        raise NotFound("No such referral among those your organisation sent or received.")
+    return referral, side
+
+
+def _event(
+    session: Session, actor: Actor, referral: Referral, transition: Transition | None, **fields
+) -> ReferralEvent:
+    event = ReferralEvent(
+        id=uuid.uuid4(),
+        referral_id=referral.id,
+        at=utcnow(),
+        actor_user_id=actor.user_id,
+        actor_name=actor.user_name,
+        actor_org_id=actor.org_id,
+        actor_org_name=actor.org_name,
+        action=transition.event if transition else fields.pop("action"),
+        from_status=transition.from_status.value if transition else None,
+        to_status=transition.to_status.value if transition else fields.pop("to_status"),
+        **fields,
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def _notify(session: Session, event: ReferralEvent) -> None:
+    jobs.enqueue(session, NOTICE_JOB, {"event_id": str(event.id)}, f"{NOTICE_JOB}:{event.id}")
+
+
+def send_referral(actor: Actor, patient_id: uuid.UUID, form: Mapping[str, object]) -> Referral:
+    """Refer a patient to a directory service: ServiceRequest, consent and a requested Task."""
+    if not actor.can(Permission.SEND_REFERRALS):
+        raise Forbidden("Only clinic staff can send referrals.")
+    data = load(ReferralSchema(), form)
+    with transaction() as session:
+        patient = session.get(Patient, patient_id)
+        if patient is None or patient.organization_id != actor.org_id:
+            audit.deny(session, actor, "referral.create", "Patient", patient_id)
+            raise NotFound("No such patient in your organisation.")
+        service = session.get(Service, data["service_id"])
+        if service is None or not service.active:
+            raise InvalidInput(
+                "That service is not in the directory.",
+                {"service_id": ["Choose a service from the directory."]},
+            )
+        problems = _referral_problems(data, patient, service, date.today())
+        if problems:
+            raise InvalidInput("The referral cannot be sent yet.", problems)
+        recipient = service.organization
+        consent = None
+        if data["consent_given_by"]:
+            consent = Consent(
+                id=uuid.uuid4(),
+                patient_id=patient.id,
+                recipient_org_id=recipient.id,
+                granted_by=data["consent_given_by"],
+                granted_by_name=data["consent_given_by_name"],
+                method=data["consent_method"],
+                granted_at=datetime.combine(data["consent_date"], datetime.min.time()).replace(
+                    tzinfo=utcnow().tzinfo
+                ),
+                recorded_by_id=actor.user_id,
+            )
+            session.add(consent)
+        now = utcnow()
+        referral = Referral(
+            id=uuid.uuid4(),
+            patient_id=patient.id,
+            requester_org_id=actor.org_id,
+            requester_user_id=actor.user_id,
+            performer_org_id=recipient.id,
+            service_id=service.id,
+            consent=consent,
+            category=data["category"] or service.categories[0],
+            code=service.service_code,
+            code_display=service.service_display,
+            priority=data["priority"],
+            note=data["note"],
+            sensitive=data["sensitive"],
+            contact_prohibited=data["contact_prohibited"],
+            created_at=now,
+            updated_at=now,
+        )
+        referral.task = Task(
+            id=uuid.uuid4(),
+            owner_org_id=recipient.id,
+            requester_org_id=actor.org_id,
+            status=Status.REQUESTED.value,
+            authored_on=now,
+            updated_at=now,
+        )
+        session.add(referral)
+        session.flush()
+        event = _event(
+            session,
+            actor,
+            referral,
+            None,
+            action=Action.SEND.value,
+            to_status=Status.REQUESTED.value,
+            note="",
+        )
+        audit.record(
+            session,
+            actor,
+            "referral.create",
+            "Referral",
+            referral.id,
+            patient_id=patient.id,
+            detail={"recipient_org_id": str(recipient.id), "consent": consent is not None},
+        )
+        _notify(session, event)
+    return referral
+
+
+def _referral_problems(data: dict, patient: Patient, service: Service, today: date) -> dict:
+    """Field messages for a referral that breaks a rule; empty when it may be sent."""
+    problems: dict[str, list[str]] = {}
+    age = patient.age(today)
+    if not service.serves_age(age):
+        low = service.age_min if service.age_min is not None else 0
+        high = f"–{service.age_max}" if service.age_max is not None else "+"
+        problems["service_id"] = [f"{service.name} serves ages {low}{high}; the patient is {age}."]
+    if data["category"] and data["category"] not in service.categories:
+        problems["category"] = ["This service does not address that need."]
+    needs_consent = not service.organization.hipaa_covered
+    giver = data["consent_given_by"]
+    if giver is None:
+        if needs_consent:
+            problems["consent_given_by"] = [
+                f"{service.organization.name} is not a HIPAA-covered entity: record the family's "
+                "consent to share this referral with it."
+            ]
+    else:
+        if not data["consent_given_by_name"]:
+            problems["consent_given_by_name"] = ["Who gave the consent?"]
+        if not data["consent_method"]:
+            problems["consent_method"] = ["How was the consent given?"]
+        if not data["consent_date"]:
+            problems["consent_date"] = ["When was the consent given?"]
+        problem = consent_problem(age=age, giver=giver, sensitive=data["sensitive"])
+        if problem:
+            problems["consent_given_by"] = [problem]
+    return problems
+
+
+def open_referral(actor: Actor, referral_id: uuid.UUID) -> ReferralView:
+    """A referral with its timeline, for a member of the sending or receiving organisation."""
+    with transaction() as session:
+        referral, side = _load(session, actor, referral_id, "referral.view")
+        events = list(
+            session.scalars(
+                select(ReferralEvent)
+                .where(ReferralEvent.referral_id == referral.id)
+                .order_by(ReferralEvent.at, ReferralEvent.id)
+            )
+        )
+        audit.record(
+            session,
+            actor,
+            "referral.view",
+            "Referral",
+            referral.id,
+            patient_id=referral.patient_id,
+        )
+        task = referral.task
+        actions = lifecycle.available_actions(Status(task.status), side)
+    return ReferralView(referral, task, side, events, actions)
+
+
+def change_referral(actor: Actor, referral_id: uuid.UUID, form: Mapping[str, object]) -> Task:
+    """Make one lifecycle move (or add a progress note) on a referral, from a submitted form."""
+    data = load(StatusChangeSchema(), form)
+    action = Action(data["action"])
+    with transaction() as session:
+        referral, side = _load(session, actor, referral_id, f"referral.{action.value}")
+        task = referral.task
+        if action is not Action.NOTE and task.version != data["version"]:
+            raise _conflict(session, referral)
+        reason = ""
+        reasons = reasons_for(action)
+        if reasons:
+            if find_reason(action, data["reason"]) is None:
+                raise InvalidInput("Pick a reason.", {"reason": ["Pick a reason from the list."]})
+            reason = reason_text(action, data["reason"], data["reason_detail"])
+        output = None
+        if action is Action.COMPLETE and data["output_code"]:
+            output = next(
+                (p for p in referral.service.procedure_codes if p["code"] == data["output_code"]),
+                None,
+            )
+            if output is None:
+                raise InvalidInput(
+                    "Pick what was provided.",
+                    {"output_code": ["Pick one of this service's outcomes."]},
+                )
+        transition = lifecycle.decide(
+            Status(task.status),
+            action,
+            side,
+            reason=reason,
+            has_output=output is not None,
+            note=data["note"] or (data["business_status"] or ""),
+        )
+        now = utcnow()
+        if transition.changes_status:
+            task.status = transition.to_status.value
+            task.status_reason = reason
+            task.status_reason_code = data["reason"] or None
+            task.status_action = action.value
+            if transition.to_status in TERMINAL:
+                task.closed_at = now
+            if action in {Action.ACCEPT, Action.DECLINE} and task.responded_at is None:
+                task.responded_at = now
+        cancel_was_requested = task.business_status == CANCELLATION_REQUESTED_BUSINESS_STATUS
+        if transition.business_status is not None:
+            task.business_status = transition.business_status
+        if action is Action.NOTE and data["business_status"]:
+            task.business_status = data["business_status"]
+        if output is not None:
+            task.output_code, task.output_display = output["code"], output["display"]
+            task.outcome_note = data["outcome_note"]
+        if transition.service_request_status:
+            referral.status = transition.service_request_status
+        elif transition.to_status is Status.CANCELLED and cancel_was_requested:
+            referral.status = "revoked"  # the recipient confirms the referrer's cancellation
+        if session.is_modified(task):
+            task.updated_at = now
+        referral.updated_at = now
+        try:
+            session.flush()  # the version check: a concurrent update makes this fail
+        except StaleDataError:
+            session.rollback()
+            raise _conflict(session, referral) from None
+        event = _event(
+            session,
+            actor,
+            referral,
+            transition,
+            reason=reason,
+            reason_code=data["reason"] or None,
+            note=data["note"] or data["outcome_note"],
+            business_status=data["business_status"] or transition.business_status or None,
+        )
+        audit.record(
+            session,
+            actor,
+            f"referral.{transition.event}",
+            "Referral",
+            referral.id,
+            patient_id=referral.patient_id,
+            detail={"from": transition.from_status.value, "to": transition.to_status.value},
+        )
+        if transition.changes_status:
+            _notify(session, event)
+    return task
+
+
+def _conflict(session: Session, referral: Referral) -> Conflict:
+    session.expire_all()
+    last = session.scalar(
+        select(ReferralEvent)
+        .where(ReferralEvent.referral_id == referral.id)
+        .order_by(ReferralEvent.at.desc(), ReferralEvent.id.desc())
+        .limit(1)
+    )
+    task = session.scalar(select(Task).where(Task.referral_id == referral.id))
+    status = STATUS_LABELS[Status(task.status)].lower() if task else "changed"
+    who = f"{last.actor_name} ({last.actor_org_name})" if last else "Someone"
+    when = last.at.strftime("%Y-%m-%d %H:%M UTC") if last else "just now"
+    return Conflict(
+        f"{who} changed this referral at {when} while you had it open; it is now {status}. "
+        "Reload the page to see the change, then try again."
+    )
+
+
+def inbox(actor: Actor, status: str | None = None, page: int = 1) -> Page:
+    """Referrals the actor's organisation received, newest first, optionally of one status."""
+    if not actor.can(Permission.WORK_REFERRALS):
+        raise Forbidden("The inbox is for organisations that receive referrals.")
+    with transaction() as session:
+        base = select(Task).where(Task.owner_org_id == actor.org_id)
+        if status:
+            base = base.where(Task.status == Status(status).value)
+        total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+        pages = max(1, -(-total // PAGE_SIZE))
+        page = min(max(1, page), pages)
+        tasks = list(
+            session.scalars(
+                base.join(Task.referral)
+                .order_by(Task.authored_on.desc(), Task.id)
+                .offset((page - 1) * PAGE_SIZE)
+                .limit(PAGE_SIZE)
+            ).unique()
+        )
+        new_count = new_referral_count(session, actor)
+        audit.record(
+            session,
+            actor,
+            "inbox.view",
+            "Task",
+            detail={"status": status or "", "page": page, "rows": len(tasks)},
+        )
+    return Page(tasks, total, page, pages, new_count)
+
+
+def new_referral_count(session: Session, actor: Actor) -> int:
+    return (
+        session.scalar(
+            select(func.count(Task.id)).where(
+                Task.owner_org_id == actor.org_id, Task.status == Status.REQUESTED.value
+            )
+        )
+        or 0
+    )
+
+
+def inbox_row(actor: Actor, referral_id: uuid.UUID) -> Task:
+    """One inbox row after an inline change, checked like any other read."""
+    return open_referral(actor, referral_id).task
+
+
+BUCKETS = ("open", "overdue", "closed")
+
+
+def sent_referrals(
+    actor: Actor,
+    bucket: str = "open",
+    *,
+    mine: bool = True,
+    overdue_days: int = 2,
+    now: datetime | None = None,
+) -> list[Referral]:
+    """Referrals the actor (or the actor's organisation) sent: open, overdue or closed."""
+    if not actor.can(Permission.SEND_REFERRALS):
+        raise Forbidden("Only organisations that send referrals have a list of sent referrals.")
+    if bucket not in BUCKETS:
+        bucket = "open"
+    now = now or utcnow()
+    with transaction() as session:
+        stmt = select(Referral).join(Referral.task).where(Referral.requester_org_id == actor.org_id)
+        if mine:
+            stmt = stmt.where(Referral.requester_user_id == actor.user_id)
+        if bucket == "open":
+            stmt = stmt.where(Task.status.in_([s.value for s in OPEN]))
+        elif bucket == "closed":
+            stmt = stmt.where(Task.status.in_([s.value for s in TERMINAL]))
+        else:
+            stmt = stmt.where(
+                Task.status == Status.REQUESTED.value,
+                Task.authored_on < business_days_before(now, overdue_days),
+            )
+        referrals = list(
+            session.scalars(stmt.order_by(Referral.created_at.desc()).limit(200)).unique()
+        )
+        audit.record(
+            session,
+            actor,
+            "referral.list",
+            "Referral",
+            detail={"bucket": bucket, "mine": mine, "rows": len(referrals)},
+        )
+    return referrals
+
+
+def is_overdue(task: Task, overdue_days: int, now: datetime | None = None) -> bool:
+    return task.status == Status.REQUESTED.value and task.authored_on < business_days_before(
+        now or utcnow(), overdue_days
+    )
+
+
+def patient_referrals(actor: Actor, patient: Patient) -> list[Referral]:
+    """The referrals the actor's organisation sent for one of its patients."""
+    with transaction() as session:
+        return list(
+            session.scalars(
+                select(Referral)
+                .where(Referral.patient_id == patient.id, Referral.requester_org_id == actor.org_id)
+                .order_by(Referral.created_at.desc())
+            ).unique()
+        )

@@ -1,0 +1,34 @@
+"""Who may consent to a disclosure for whom. Pure.
+
+California lets minors 12 and over consent alone to some services (Family Code 6924 mental
+health, 6926 sexual and reproductive health, 6929 substance use; Health & Safety Code 124260),
+and the parent has no right to those records (H&S Code 123110(a)). Otherwise a parent or
+guardian consents for a minor."""
+
+from __future__ import annotations
+
+MINOR_CONSENT_MIN_AGE = 12
+ADULT_AGE = 18
+
+
+def consent_problem(*, age: int, giver: str, sensitive: bool) -> str | None:
+    """Why this person cannot give this consent, or None when they can."""
+    if age >= ADULT_AGE:
+        if giver != "patient":
+            return "The patient is an adult: the consent must come from the patient."
+        return None
+    if sensitive:
+        if age < MINOR_CONSENT_MIN_AGE:
+            return (
+                f"A confidential (minor-consent) referral needs a patient aged "
+                f"{MINOR_CONSENT_MIN_AGE} or over; this patient is {age}."
+            )
+        if giver != "patient":
+            return (
+                "A confidential (minor-consent) referral is consented to by the adolescent, "
+                "not a parent or guardian."
+            )
+        return None
+    if giver != "guardian":
+        return "The patient is a minor: a parent or guardian must give the consent."
+    return None

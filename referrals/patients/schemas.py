@@ -1,0 +1,42 @@
+"""What a patient form may contain."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from referrals.forms import Phone
+from referrals.terminology import GENDERS, GUARDIAN_RELATIONSHIPS, LANGUAGES
+
+NAME = validate.Length(min=1, max=100, error="Between 1 and 100 characters.")
+
+
+class PatientSchema(Schema):
+    given_name = fields.String(required=True, validate=NAME)
+    family_name = fields.String(required=True, validate=NAME)
+    birth_date = fields.Date(required=True, error_messages={"invalid": "Use a real date."})
+    gender = fields.String(load_default="unknown", validate=validate.OneOf(list(GENDERS)))
+    phone = Phone(load_default=None)
+    language = fields.String(load_default="en", validate=validate.OneOf(list(LANGUAGES)))
+    zip_code = fields.String(
+        load_default="", validate=validate.Regexp(r"^\d{5}$", error="A 5-digit ZIP code.")
+    )
+    mrn = fields.String(load_default=None, validate=validate.Length(max=64))
+    guardian_name = fields.String(load_default=None, validate=validate.Length(max=200))
+    guardian_relationship = fields.String(
+        load_default="parent", validate=validate.OneOf(list(GUARDIAN_RELATIONSHIPS))
+    )
+    guardian_phone = Phone(load_default=None)
+    guardian_language = fields.String(load_default=None, validate=validate.OneOf(list(LANGUAGES)))
+
+    @validates_schema
+    def check(self, data: dict, **_: object) -> None:
+        born = data.get("birth_date")
+        today = date.today()
+        if born and born > today:
+            raise ValidationError("The birth date is in the future.", "birth_date")
+        if born and born.year < today.year - 120:
+            raise ValidationError("The birth date is more than 120 years ago.", "birth_date")
+        if data.get("guardian_phone") and not data.get("guardian_name"):
+            raise ValidationError("Give the guardian's name with their phone.", "guardian_name")

@@ -1,0 +1,61 @@
+"""Patient pages: find, register, open."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from flask import Blueprint, Response, flash, redirect, request, url_for
+from flask_login import login_required
+
+from referrals.auth.roles import Permission
+from referrals.errors import InvalidInput
+from referrals.loop import service as loop
+from referrals.patients import service
+from referrals.terminology import GENDERS, LANGUAGES
+from referrals.web import current_actor, render, require
+
+bp = Blueprint("patients", __name__, url_prefix="/patients")
+
+
+@bp.get("")
+@login_required
+def index() -> Response:
+    require(Permission.SEND_REFERRALS)
+    query = request.args.get("q", "")[:100]
+    patients = service.find_patients(current_actor(), query)
+    return render("patients/index.html", "results", patients=patients, q=query)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@login_required
+def new() -> Response:
+    require(Permission.SEND_REFERRALS)
+    form = request.form if request.method == "POST" else {}
+    if request.method == "POST":
+        try:
+            patient = service.register_patient(current_actor(), request.form)
+        except InvalidInput as err:
+            return render(
+                "patients/new.html",
+                status=422,
+                form=form,
+                errors=err.fields,
+                error=err.message,
+                GENDERS=GENDERS,
+                LANGUAGES=LANGUAGES,
+            )
+        flash(f"{patient.name} was added.", "success")
+        return redirect(url_for("patients.show", patient_id=patient.id))
+    return render("patients/new.html", form=form, errors={}, GENDERS=GENDERS, LANGUAGES=LANGUAGES)
+
+
+@bp.get("/<uuid:patient_id>")
+@login_required
+def show(patient_id: uuid.UUID) -> Response:
+    actor = current_actor()
+    patient = service.get_patient(actor, patient_id)
+    referrals = loop.patient_referrals(actor, patient)
+    return render(
+        "patients/show.html", patient=patient, referrals=referrals, age=patient.age(date.today())
+    )

@@ -1,0 +1,242 @@
+"""What every page shares: who is signed in and for which organisation, idle timeout, security
+headers, errors as pages or fragments, and rendering a whole page or just one block of it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import LoginManager, current_user, logout_user
+from flask_wtf.csrf import CSRFError
+from jinja2_fragments.flask import render_block
+
+from referrals.auth.actor import Actor
+from referrals.auth.models import Membership, User
+from referrals.auth.roles import ROLE_LABELS, Permission, Role
+from referrals.db import db, utcnow
+from referrals.errors import ServiceError
+from referrals.forms import display_phone
+from referrals.loop.lifecycle import ACTION_LABELS, EVENT_LABELS, STATUS_LABELS, Refusal, Status
+from referrals.loop.reasons import BUSINESS_STATUS_LABELS
+from referrals.notify.texts import mask_phone
+from referrals.terminology import (
+    CONSENT_GIVERS,
+    CONSENT_METHODS,
+    GUARDIAN_RELATIONSHIPS,
+    LANGUAGES,
+    PRIORITIES,
+    category_label,
+    language_label,
+)
+
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Please sign in to continue."
+login_manager.session_protection = "strong"
+
+PACIFIC = ZoneInfo("America/Los_Angeles")
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'self'; object-src 'none'"
+)
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> User | None:
+    try:
+        return db.session.get(User, uuid.UUID(user_id))
+    except ValueError:
+        return None
+
+
+@login_manager.unauthorized_handler
+def _unauthorized() -> Response:
+    target = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+    if request.htmx:
+        # A swap would put the sign-in page inside a table cell: send the browser there.
+        response = make_response("", 401)
+        response.headers["HX-Redirect"] = url_for("auth.login")
+        return response
+    flash(login_manager.login_message, "info")
+    return redirect(target)
+
+
+def current_membership() -> Membership | None:
+    if not current_user.is_authenticated:
+        return None
+    chosen = session.get("membership_id")
+    for membership in current_user.memberships:
+        if str(membership.id) == chosen:
+            return membership
+    return current_user.memberships[0] if current_user.memberships else None
+
+
+def client_ip() -> str | None:
+    return request.remote_addr
+
+
+def current_actor() -> Actor:
+    """The signed-in person acting for their chosen organisation."""
+    if "actor" not in g:
+        from referrals.auth.service import actor_for
+
+        g.actor = actor_for(current_user, current_membership(), client_ip())
+    return g.actor
+
+
+def render(template: str, block: str | None = None, status: int = 200, **context: Any) -> Response:
+    """The whole page, or only `block` of it when HTMX asked for a fragment."""
+    wants_fragment = (
+        block is not None
+        and request.htmx
+        and not request.htmx.boosted
+        and not request.htmx.history_restore_request
+    )
+    if wants_fragment:
+        body = render_block(template, block, **context)
+    else:
+        body = render_template(template, **context)
+    return make_response(body, status)
+
+
+def require(permission: Permission) -> Actor:
+    actor = current_actor()
+    if not actor.can(permission):
+        abort(403)
+    return actor
+
+
+def _idle_timeout() -> Response | None:
+    if request.endpoint in (None, "static") or not current_user.is_authenticated:
+        return None
+    idle = current_app.config["SETTINGS"].session_idle_minutes * 60
+    now = utcnow().timestamp()
+    seen = session.get("seen")
+    if seen is not None and now - float(seen) > idle:
+        logout_user()
+        session.clear()
+        flash("You were signed out after a period of inactivity.", "info")
+        return _unauthorized()
+    session["seen"] = now
+    return None
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if request.endpoint != "static":
+        # Pages carry patient information: never keep them in a cache.
+        headers["Cache-Control"] = "no-store"
+        headers["Pragma"] = "no-cache"
+        headers.add("Vary", "HX-Request")
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    return response
+
+
+def _error_page(status: int, title: str, message: str) -> Response:
+    if request.htmx:
+        response = make_response(
+            render_template("_error_fragment.html", title=title, message=message), status
+        )
+        response.headers["HX-Retarget"] = "#messages"
+        response.headers["HX-Reswap"] = "innerHTML"
+        return response
+    return make_response(render_template("error.html", title=title, message=message), status)
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+    app.before_request(_idle_timeout)
+    app.after_request(_security_headers)
+
+    @app.errorhandler(ServiceError)
+    def _service_error(err: ServiceError) -> Response:
+        titles = {403: "Not allowed", 404: "Not found", 409: "Changed meanwhile"}
+        return _error_page(
+            err.status_code, titles.get(err.status_code, "Cannot do that"), err.message
+        )
+
+    @app.errorhandler(Refusal)
+    def _refusal(err: Refusal) -> Response:
+        return _error_page(409, "Not possible now", str(err))
+
+    @app.errorhandler(CSRFError)
+    def _csrf(err: CSRFError) -> Response:
+        return _error_page(
+            400,
+            "Form expired",
+            "This form has expired or did not come from this site. Reload the page and try again.",
+        )
+
+    for code, title, message in (
+        (403, "Not allowed", "Your role does not allow this."),
+        (404, "Not found", "There is nothing here, or it is not yours to see."),
+        (405, "Not allowed", "That is not how this page is used."),
+        (413, "Too large", "What you sent is too large."),
+    ):
+        app.register_error_handler(
+            code, lambda _e, c=code, t=title, m=message: _error_page(c, t, m)
+        )
+
+    @app.context_processor
+    def _who() -> dict[str, Any]:
+        signed_in = current_user.is_authenticated
+        return {
+            "membership": current_membership() if signed_in else None,
+            "actor": current_actor() if signed_in else None,
+        }
+
+    # Labels are the same tables the services and the FHIR mapping use (one place per fact).
+    app.jinja_env.globals.update(
+        Permission=Permission,
+        ROLE_LABELS=ROLE_LABELS,
+        Role=Role,
+        STATUS_LABELS={s.value: label for s, label in STATUS_LABELS.items()},
+        ACTION_LABELS={a.value: label for a, label in ACTION_LABELS.items()},
+        EVENT_LABELS=EVENT_LABELS,
+        BUSINESS_STATUS_LABELS=BUSINESS_STATUS_LABELS,
+        PRIORITIES=PRIORITIES,
+        CONSENT_GIVERS=CONSENT_GIVERS,
+        CONSENT_METHODS=CONSENT_METHODS,
+        GUARDIAN_RELATIONSHIPS=GUARDIAN_RELATIONSHIPS,
+        LANGUAGE_OPTIONS=[(code, language_label(code)) for code in LANGUAGES],
+    )
+    app.jinja_env.filters.update(
+        local_time=_local_time,
+        category=category_label,
+        language=language_label,
+        phone=display_phone,
+        masked=mask_phone,
+        status=lambda s: STATUS_LABELS.get(Status(s), s) if s in Status._value2member_map_ else s,
+    )
+
+
+def _local_time(value: datetime | None, fmt: str = "%b %-d, %Y %-I:%M %p") -> str:
+    """Times are stored in UTC and shown in California time."""
+    if value is None:
+        return ""
+    return value.astimezone(PACIFIC).strftime(fmt)
