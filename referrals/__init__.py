@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from flask import Flask
@@ -69,6 +70,22 @@ def create_app(config: dict | None = None) -> Flask:
     return app
 
 
+class _NoQueryStrings(logging.Filter):
+    """Request logs keep the path but not the query: a search string can be a patient's name."""
+
+    _query = re.compile(r"\?[^\s\"]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, dict):
+            record.args = {k: self._clean(v) for k, v in record.args.items()}
+        elif isinstance(record.args, tuple):
+            record.args = tuple(self._clean(a) for a in record.args)
+        return True
+
+    def _clean(self, value: object) -> object:
+        return self._query.sub("?…", value) if isinstance(value, str) else value
+
+
 def _logging(level: str) -> None:
     root = logging.getLogger()
     if not root.handlers:
@@ -77,3 +94,7 @@ def _logging(level: str) -> None:
         )
     root.setLevel(level)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    for name in ("werkzeug", "gunicorn.access"):
+        access = logging.getLogger(name)
+        if not any(isinstance(f, _NoQueryStrings) for f in access.filters):
+            access.addFilter(_NoQueryStrings())

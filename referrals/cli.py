@@ -97,8 +97,14 @@ def register_commands(app: Flask) -> None:
 
     @app.cli.command("serve")
     @click.option("--host", default="127.0.0.1", show_default=True)
-    @click.option("--port", type=int, envvar="PORT", default=5000, show_default=True,
-                  help="Also read from PORT.")
+    @click.option(
+        "--port",
+        type=int,
+        envvar="PORT",
+        default=5000,
+        show_default=True,
+        help="Also read from PORT.",
+    )
     def serve(host: str, port: int) -> None:
         """Run the web server and one worker together (a laptop or a demo); Ctrl-C stops both."""
         import os
@@ -110,8 +116,17 @@ def register_commands(app: Flask) -> None:
         procs = [
             subprocess.Popen([*flask, "worker"], env=env),
             subprocess.Popen(
-                [*flask, "run", "--host", host, "--port", str(port), "--no-reload",
-                 "--with-threads"], env=env,
+                [
+                    *flask,
+                    "run",
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "--no-reload",
+                    "--with-threads",
+                ],
+                env=env,
             ),
         ]
         click.echo(f"Serving on http://{host}:{port} with a worker. Ctrl-C stops both.")

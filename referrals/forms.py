@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import phonenumbers
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
 from referrals.errors import InvalidInput
+
+
+class FormSchema(Schema):
+    """A browser form: fields it does not know (buttons, markers) are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
 
 
 def load(schema: Schema, data: Mapping[str, object]) -> dict:

@@ -3,6 +3,7 @@ headers, errors as pages or fragments, and rendering a whole page or just one bl
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Any
@@ -45,6 +46,7 @@ from referrals.terminology import (
     language_label,
 )
 
+log = logging.getLogger(__name__)
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Please sign in to continue."
@@ -186,6 +188,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf(err: CSRFError) -> Response:
+        log.warning("refused %s %s: %s", request.method, request.path, err.description)
         return _error_page(
             400,
             "Form expired",

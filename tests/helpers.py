@@ -3,6 +3,7 @@ way a browser does (CSRF token included)."""
 
 from __future__ import annotations
 
+import contextvars
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -70,35 +71,58 @@ def build_world() -> World:
         world.orgs[key] = register_organization(SYSTEM, name=name, kind=kind, hipaa_covered=covered)
     for who, (org, role) in PEOPLE.items():
         email = f"{who}@test.example"
-        create_user(SYSTEM, email=email, name=who.replace("_", " ").title(), password=PASSWORD,
-                    org_name=world.orgs[org].name, role=role)
+        create_user(
+            SYSTEM,
+            email=email,
+            name=who.replace("_", " ").title(),
+            password=PASSWORD,
+            org_name=world.orgs[org].name,
+            role=role,
+        )
         world.emails[who] = email
     world.services["food"] = add_service(
-        SYSTEM, world.orgs["food"], name="Food boxes", categories=["food-insecurity"],
-        service_code="710925007", service_display="Provision of food",
+        SYSTEM,
+        world.orgs["food"],
+        name="Food boxes",
+        categories=["food-insecurity"],
+        service_code="710925007",
+        service_display="Provision of food",
         procedure_codes=[{"code": "710925007", "display": "Provision of food"}],
         languages=["en", "es"],
     )
     world.services["housing"] = add_service(
-        SYSTEM, world.orgs["housing"], name="Housing navigation",
-        categories=["housing-instability", "homelessness"], service_code="710911006",
+        SYSTEM,
+        world.orgs["housing"],
+        name="Housing navigation",
+        categories=["housing-instability", "homelessness"],
+        service_code="710911006",
         service_display="Referral to housing service",
         procedure_codes=[{"code": "710911006", "display": "Referral to housing service"}],
         languages=["en"],
     )
     world.services["school"] = add_service(
-        SYSTEM, world.orgs["school"], name="Family resource center",
-        categories=["food-insecurity", "utility-insecurity"], service_code="410606002",
+        SYSTEM,
+        world.orgs["school"],
+        name="Family resource center",
+        categories=["food-insecurity", "utility-insecurity"],
+        service_code="410606002",
         service_display="Social service procedure",
         procedure_codes=[{"code": "410606002", "display": "Social service procedure"}],
-        languages=["en", "es"], age_min=4, age_max=18,
+        languages=["en", "es"],
+        age_min=4,
+        age_max=18,
     )
     world.services["youth"] = add_service(
-        SYSTEM, world.orgs["youth"], name="Confidential counselling",
-        categories=["stress", "intimate-partner-violence"], service_code="409063005",
+        SYSTEM,
+        world.orgs["youth"],
+        name="Confidential counselling",
+        categories=["stress", "intimate-partner-violence"],
+        service_code="409063005",
         service_display="Counseling",
         procedure_codes=[{"code": "409063005", "display": "Counseling"}],
-        languages=["en"], age_min=12, age_max=24,
+        languages=["en"],
+        age_min=12,
+        age_max=24,
     )
     return world
 
@@ -110,9 +134,14 @@ def years_ago(years: int) -> str:
 
 def make_patient(world: World, who: str = "clinician", **fields: object) -> Patient:
     form = {
-        "given_name": "Maya", "family_name": "Lopez", "birth_date": years_ago(9),
-        "language": "es", "guardian_name": "Ana Lopez", "guardian_relationship": "mother",
-        "guardian_phone": "+15105550142", "guardian_language": "es",
+        "given_name": "Maya",
+        "family_name": "Lopez",
+        "birth_date": years_ago(9),
+        "language": "es",
+        "guardian_name": "Ana Lopez",
+        "guardian_relationship": "mother",
+        "guardian_phone": "+15105550142",
+        "guardian_language": "es",
     }
     form.update({k: str(v) for k, v in fields.items() if v is not None})
     for key in [k for k, v in fields.items() if v is None]:
@@ -124,15 +153,18 @@ def referral_form(world: World, service: str = "food", **fields: object) -> dict
     form = {
         "service_id": str(world.services[service].id),
         "note": "Family ran out of food twice this month.",
-        "consent_given_by": "guardian", "consent_given_by_name": "Ana Lopez",
-        "consent_method": "verbal", "consent_date": date.today().isoformat(),
+        "consent_given_by": "guardian",
+        "consent_given_by_name": "Ana Lopez",
+        "consent_method": "verbal",
+        "consent_date": date.today().isoformat(),
     }
     form.update({k: str(v) for k, v in fields.items()})
     return form
 
 
-def send(world: World, patient: Patient, service: str = "food", who: str = "clinician",
-         **fields: object) -> Referral:
+def send(
+    world: World, patient: Patient, service: str = "food", who: str = "clinician", **fields: object
+) -> Referral:
     return send_referral(world.actor(who), patient.id, referral_form(world, service, **fields))
 
 
@@ -168,10 +200,11 @@ class WebClient:
             headers["HX-Request"] = "true"
             if target:
                 headers["HX-Target"] = target
-        return self._remember_token(self.client.get(url, headers=headers, **kw))
+        return self._remember_token(self._fresh(self.client.get, url, headers=headers, **kw))
 
-    def post(self, url: str, data: dict | None = None, *, htmx: bool = False,
-             csrf: bool = True, **kw) -> TestResponse:
+    def post(
+        self, url: str, data: dict | None = None, *, htmx: bool = False, csrf: bool = True, **kw
+    ) -> TestResponse:
         data = dict(data or {})
         if csrf:
             if self.token is None:
@@ -180,11 +213,19 @@ class WebClient:
         headers = kw.pop("headers", {})
         if htmx:
             headers["HX-Request"] = "true"
-        return self._remember_token(self.client.post(url, data=data, headers=headers, **kw))
+        return self._remember_token(
+            self._fresh(self.client.post, url, data=data, headers=headers, **kw)
+        )
+
+    @staticmethod
+    def _fresh(call, *args, **kw) -> TestResponse:
+        # Outside the test's own app context, so that each request gets its own `g`, as it
+        # does in a server.
+        return contextvars.Context().run(call, *args, **kw)
 
     def login(self, world: World, who: str) -> TestResponse:
         self.get("/login")
         response = self.post("/login", {"email": world.emails[who], "password": PASSWORD})
         assert response.status_code == 302, response.get_data(as_text=True)
-        self.get("/")  # a page with the signed-in session's token
+        self.get(response.headers["Location"])  # a page with the signed-in session's token
         return response

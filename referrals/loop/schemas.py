@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
+from referrals.forms import FormSchema
 from referrals.loop.lifecycle import Action
 from referrals.loop.reasons import OTHER, PROGRESS_STEPS
 from referrals.terminology import CONSENT_GIVERS, CONSENT_METHODS, PRIORITIES, SDOH_CATEGORIES
@@ -13,7 +14,12 @@ from referrals.terminology import CONSENT_GIVERS, CONSENT_METHODS, PRIORITIES, S
 NOTE_MAX = 2000
 
 
-class ReferralSchema(Schema):
+def not_in_future(given: date) -> None:
+    if given > date.today():
+        raise ValidationError("Consent cannot be dated in the future.")
+
+
+class ReferralSchema(FormSchema):
     service_id = fields.UUID(
         required=True,
         error_messages={"required": "Choose a service.", "invalid": "Choose a service."},
@@ -34,16 +40,12 @@ class ReferralSchema(Schema):
     consent_method = fields.String(
         load_default=None, validate=validate.OneOf(list(CONSENT_METHODS))
     )
-    consent_date = fields.Date(load_default=None, error_messages={"invalid": "Use a real date."})
-
-    @validates_schema
-    def check(self, data: dict, **_: object) -> None:
-        given = data.get("consent_date")
-        if given and given > date.today():
-            raise ValidationError("Consent cannot be dated in the future.", "consent_date")
+    consent_date = fields.Date(
+        load_default=None, validate=not_in_future, error_messages={"invalid": "Use a real date."}
+    )
 
 
-class StatusChangeSchema(Schema):
+class StatusChangeSchema(FormSchema):
     action = fields.String(required=True, validate=validate.OneOf([a.value for a in Action]))
     version = fields.Integer(
         required=True, error_messages={"required": "This form is out of date: reload the page."}

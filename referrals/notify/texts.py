@@ -104,7 +104,7 @@ def notice_text(step: str, language: str, *, org: str, clinic: str, sensitive: b
 
 
 def mask_phone(phone: str | None) -> str:
-    """+14155550123 -> +1•••••••23: enough for staff to tell numbers apart, not to dial."""
+    """+14155550123 -> +1••••••••23: enough for staff to tell numbers apart, not to dial."""
     if not phone:
         return ""
     return phone[:2] + "•" * max(0, len(phone) - 4) + phone[-2:]

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from datetime import date
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
-from referrals.forms import Phone
+from referrals.forms import FormSchema, Phone
 from referrals.terminology import GENDERS, GUARDIAN_RELATIONSHIPS, LANGUAGES
 
 NAME = validate.Length(min=1, max=100, error="Between 1 and 100 characters.")
 
 
-class PatientSchema(Schema):
+def plausible_birth_date(born: date) -> None:
+    today = date.today()
+    if born > today:
+        raise ValidationError("The birth date is in the future.")
+    if born.year < today.year - 120:
+        raise ValidationError("The birth date is more than 120 years ago.")
+
+
+class PatientSchema(FormSchema):
     given_name = fields.String(required=True, validate=NAME)
     family_name = fields.String(required=True, validate=NAME)
-    birth_date = fields.Date(required=True, error_messages={"invalid": "Use a real date."})
+    birth_date = fields.Date(
+        required=True, validate=plausible_birth_date, error_messages={"invalid": "Use a real date."}
+    )
     gender = fields.String(load_default="unknown", validate=validate.OneOf(list(GENDERS)))
     phone = Phone(load_default=None)
     language = fields.String(load_default="en", validate=validate.OneOf(list(LANGUAGES)))
@@ -32,11 +42,5 @@ class PatientSchema(Schema):
 
     @validates_schema
     def check(self, data: dict, **_: object) -> None:
-        born = data.get("birth_date")
-        today = date.today()
-        if born and born > today:
-            raise ValidationError("The birth date is in the future.", "birth_date")
-        if born and born.year < today.year - 120:
-            raise ValidationError("The birth date is more than 120 years ago.", "birth_date")
         if data.get("guardian_phone") and not data.get("guardian_name"):
             raise ValidationError("Give the guardian's name with their phone.", "guardian_name")

@@ -1,0 +1,90 @@
+"""Family notices: sent by the worker from the outbox, once, to the right person, without PHI."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from referrals.audit import AuditEvent
+from referrals.db import db
+from referrals.jobs import DONE, Job, run_due_jobs
+from referrals.notify.models import Message
+from tests.helpers import make_patient, move, send, years_ago
+
+
+def messages() -> list[Message]:
+    db.session.remove()
+    return list(db.session().scalars(select(Message).order_by(Message.created_at)))
+
+
+def test_each_status_change_sends_one_notice_to_a_minors_guardian_in_their_language(world):
+    referral = send(world, make_patient(world))
+    move(world, "food", referral, "accept")
+    assert run_due_jobs() == {DONE: 2}
+
+    sent = messages()
+    assert [(m.status, m.recipient_kind, m.to_phone, m.language) for m in sent] == [
+        ("sent", "guardian", "+15105550142", "es"),
+        ("sent", "guardian", "+15105550142", "es"),
+    ]
+    assert sent[0].body.startswith(
+        "Sunrise Pediatrics le envió una referencia a Community Food Bank"
+    )
+    assert "Community Food Bank aceptó su referencia" in sent[1].body
+    assert all(m.provider_id.startswith("console-") for m in sent)
+    assert all("food" not in m.body.lower() or "Food Bank" in m.body for m in sent)
+
+
+def test_running_the_worker_again_sends_nothing_twice(world):
+    send(world, make_patient(world))
+    run_due_jobs()
+    job = db.session().scalar(select(Job))
+    job.status = "queued"  # as if the worker crashed after sending, before finishing the job
+    db.session().commit()
+    run_due_jobs()
+    assert len(messages()) == 1
+
+
+def test_confidential_referral_notices_reach_only_the_teen_and_name_nothing(world):
+    teen = make_patient(world, birth_date=years_ago(15), phone="+15105550177", language="en")
+    referral = send(
+        world,
+        teen,
+        "youth",
+        sensitive="y",
+        category="stress",
+        consent_given_by="patient",
+        consent_given_by_name="Maya Lopez",
+    )
+    move(world, "youth", referral, "accept")
+    run_due_jobs()
+    sent = messages()
+    assert {(m.recipient_kind, m.to_phone) for m in sent} == {("patient", "+15105550177")}
+    for m in sent:
+        assert "Youth Counselling" not in m.body and "Sunrise" not in m.body
+        assert m.body.startswith("You have an update from your care team.")
+
+
+def test_no_notice_when_contacting_the_family_is_prohibited(world):
+    send(world, make_patient(world), contact_prohibited="y")
+    run_due_jobs()
+    [message] = messages()
+    assert message.status == "skipped" and message.to_phone is None
+    assert "must not be contacted" in message.skip_reason
+
+
+def test_phone_numbers_never_reach_the_logs(world, caplog):
+    caplog.set_level(logging.DEBUG)
+    send(world, make_patient(world))
+    run_due_jobs()
+    assert "5105550142" not in caplog.text
+    assert "+1••••••••42" in caplog.text
+
+
+def test_sending_is_audited_without_the_text(world):
+    send(world, make_patient(world))
+    run_due_jobs()
+    entry = db.session().scalar(select(AuditEvent).where(AuditEvent.action == "sms.sent"))
+    assert entry.actor_name == "notice sender" and entry.detail["recipient"] == "guardian"
+    assert "body" not in entry.detail

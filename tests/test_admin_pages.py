@@ -1,0 +1,55 @@
+"""Network administrators: messages, audit trail, jobs; and nothing clinical."""
+
+from __future__ import annotations
+
+from referrals.jobs import run_due_jobs
+from tests.helpers import make_patient, move, send
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def test_messages_page_lists_sent_notices_with_masked_numbers(world, client):
+    referral = send(world, make_patient(world))
+    move(world, "food", referral, "accept")
+    run_due_jobs()
+    client.login(world, "admin")
+    html = text(client.get("/admin/messages"))
+    assert "Community Food Bank aceptó su referencia" in html
+    assert "+1••••••••42" in html and "5550142" not in html
+    assert html.count("badge-msg-sent") == 2
+
+
+def test_audit_page_filters_by_user_and_by_patient(world, client):
+    patient = make_patient(world)
+    other = make_patient(world, given_name="Other")
+    referral = send(world, patient)
+    send(world, other)
+    move(world, "food", referral, "accept")
+    client.login(world, "admin")
+    by_user = text(
+        client.get("/admin/audit?user=food@test.example", htmx=True, target="audit-table")
+    )
+    assert by_user.lstrip().startswith('<div id="audit-table"')
+    assert "referral.accept" in by_user and "referral.create" not in by_user
+    by_patient = text(client.get(f"/admin/audit?patient={patient.id}"))
+    assert "referral.create" in by_patient and "patient.create" in by_patient
+    assert by_patient.count(str(patient.id)[:8]) >= 3
+    assert str(other.id)[:8] not in by_patient
+    assert "Hash chain intact." in by_patient
+
+
+def test_audit_filter_errors_are_explained(world, client):
+    client.login(world, "admin")
+    response = client.get("/admin/audit?patient=123")
+    assert response.status_code == 422 and "A patient id looks like" in text(response)
+    response = client.get("/admin/audit?user=nobody@test.example")
+    assert "No user with email nobody@test.example." in text(response)
+
+
+def test_network_admin_cannot_read_referrals(world, client):
+    referral = send(world, make_patient(world), note="Private clinical detail")
+    client.login(world, "admin")
+    response = client.get(f"/referrals/{referral.id}")
+    assert response.status_code == 404 and "Private clinical detail" not in text(response)

@@ -1,0 +1,122 @@
+"""The outbox: enqueue in the caller's transaction, claim, retry with backoff, dead-letter."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from referrals import jobs
+from referrals.admin.service import jobs_overview, retry_job
+from referrals.db import db, transaction, utcnow
+from referrals.errors import Forbidden
+from referrals.jobs import DEAD, DONE, QUEUED, Job, backoff, enqueue, run_due_jobs
+
+CALLS: list[dict] = []
+
+
+@jobs.handler("test.flaky")
+def _flaky(_session, payload: dict) -> None:
+    CALLS.append(payload)
+    if len(CALLS) <= payload.get("fail_times", 0):
+        raise ConnectionError("provider unavailable")
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls():
+    CALLS.clear()
+
+
+def _job() -> Job:
+    db.session.remove()
+    return db.session().scalar(select(Job))
+
+
+def _make_due(job_id) -> None:
+    with transaction() as session:
+        session.get(Job, job_id).run_after = utcnow() - timedelta(seconds=1)
+
+
+def test_enqueue_is_deduplicated_by_key():
+    with transaction() as session:
+        first = enqueue(session, "test.flaky", {"n": 1}, "same-key")
+        second = enqueue(session, "test.flaky", {"n": 2}, "same-key")
+    assert first.id == second.id
+    assert run_due_jobs() == {DONE: 1}
+    assert CALLS == [{"n": 1}]
+
+
+def test_a_failing_job_is_retried_later_with_backoff_then_succeeds():
+    with transaction() as session:
+        enqueue(session, "test.flaky", {"fail_times": 1}, "k1")
+    assert run_due_jobs() == {QUEUED: 1}
+    job = _job()
+    assert job.attempts == 1 and "ConnectionError: provider unavailable" in job.last_error
+    assert job.run_after > utcnow()  # not due again at once
+    assert run_due_jobs() == {}
+    _make_due(job.id)
+    assert run_due_jobs() == {DONE: 1}
+    assert _job().status == DONE and len(CALLS) == 2
+
+
+def test_a_job_that_keeps_failing_goes_dead_and_an_admin_can_retry_it(world):
+    with transaction() as session:
+        enqueue(session, "test.flaky", {"fail_times": 99}, "k2", max_attempts=3)
+    for _ in range(3):
+        _make_due(_job().id)
+        run_due_jobs()
+    job = _job()
+    assert job.status == DEAD and job.attempts == 3 and job.finished_at is not None
+    counts, dead = jobs_overview(world.actor("admin"))
+    assert counts == {DEAD: 1} and [d.id for d in dead] == [job.id]
+
+    with pytest.raises(Forbidden):
+        retry_job(world.actor("clinician"), job.id)
+    retry_job(world.actor("admin"), job.id)
+    job = _job()
+    assert (job.status, job.attempts) == (QUEUED, 0)
+
+
+def test_unknown_job_kind_is_dead_at_once():
+    with transaction() as session:
+        enqueue(session, "no.such.kind", {}, "k3")
+    assert run_due_jobs() == {DEAD: 1}
+    assert "no handler" in _job().last_error
+
+
+def test_a_job_left_running_by_a_crashed_worker_is_taken_up_after_its_lease():
+    with transaction() as session:
+        enqueue(session, "test.flaky", {}, "k4")
+    ids = jobs.claim(db.session(), 10, "crashed-worker")
+    db.session.remove()
+    assert run_due_jobs() == {}  # still leased to the crashed worker
+    with transaction() as session:
+        session.get(Job, ids[0]).locked_until = utcnow() - timedelta(seconds=1)
+    assert run_due_jobs() == {DONE: 1}
+    assert _job().attempts == 2
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap():
+    for attempt in range(1, 15):
+        delay = backoff(attempt).total_seconds()
+        ceiling = min(3600, 10 * 2 ** (attempt - 1))
+        assert ceiling / 2 <= delay <= ceiling
+
+
+def test_postgres_workers_skip_each_others_claimed_rows(app):
+    if not db.is_postgres:
+        pytest.skip("FOR UPDATE SKIP LOCKED is PostgreSQL's; SQLite runs one worker")
+    with transaction() as session:
+        for n in range(4):
+            enqueue(session, "test.flaky", {"n": n}, f"k-{n}")
+    first = db.session()
+    # Hold the first two rows locked in an open transaction, as a busy worker would.
+    held = list(first.scalars(select(Job.id).order_by(Job.run_after).limit(2).with_for_update()))
+    other = db.session.session_factory()
+    try:
+        claimed = jobs.claim(other, 10, "worker-b")
+    finally:
+        other.close()
+    first.rollback()
+    assert len(held) == 2 and len(claimed) == 2 and not set(held) & set(claimed)

@@ -1,0 +1,126 @@
+"""Every route × every role: who gets the page, who is refused, who is told it does not exist.
+A new route fails this test until it is added to the matrix."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.helpers import WebClient, make_patient, referral_form, send
+
+ROLES = ["anonymous", "clinician", "other_clinician", "food", "food_admin", "school", "admin"]
+
+# route -> expected status per role (anonymous is always sent to sign in: 302 or 401)
+MATRIX: dict[tuple[str, str], dict[str, int]] = {
+    ("GET", "/"): dict(
+        clinician=302, other_clinician=302, food=302, food_admin=302, school=302, admin=302
+    ),
+    ("GET", "/login"): dict(
+        anonymous=200,
+        clinician=302,
+        other_clinician=302,
+        food=302,
+        food_admin=302,
+        school=302,
+        admin=302,
+    ),
+    ("POST", "/login"): dict(
+        anonymous=401,
+        clinician=401,
+        other_clinician=401,
+        food=401,
+        food_admin=401,
+        school=401,
+        admin=401,
+    ),
+    ("POST", "/patients/new"): dict(
+        clinician=422, other_clinician=422, food=403, food_admin=403, school=403, admin=403
+    ),
+    ("POST", "/logout"): dict(
+        clinician=302, other_clinician=302, food=302, food_admin=302, school=302, admin=302
+    ),
+    ("POST", "/organisation"): dict(
+        clinician=302, other_clinician=302, food=302, food_admin=302, school=302, admin=302
+    ),
+    ("GET", "/patients"): dict(
+        clinician=200, other_clinician=200, food=403, food_admin=403, school=403, admin=403
+    ),
+    ("GET", "/patients/new"): dict(
+        clinician=200, other_clinician=200, food=403, food_admin=403, school=403, admin=403
+    ),
+    ("GET", "/patients/{patient}"): dict(
+        clinician=200, other_clinician=404, food=404, food_admin=404, school=404, admin=404
+    ),
+    ("GET", "/patients/{patient}/referrals/new"): dict(
+        clinician=200, other_clinician=404, food=403, food_admin=403, school=403, admin=403
+    ),
+    ("POST", "/patients/{patient}/referrals"): dict(
+        clinician=302, other_clinician=404, food=403, food_admin=403, school=403, admin=403
+    ),
+    ("GET", "/referrals"): dict(
+        clinician=200, other_clinician=200, food=403, food_admin=403, school=403, admin=403
+    ),
+    ("GET", "/referrals/{referral}"): dict(
+        clinician=200, other_clinician=404, food=200, food_admin=200, school=404, admin=404
+    ),
+    ("POST", "/referrals/{referral}/status"): dict(
+        clinician=302, other_clinician=404, food=302, food_admin=302, school=404, admin=404
+    ),
+    ("GET", "/inbox"): dict(
+        clinician=403, other_clinician=403, food=200, food_admin=200, school=200, admin=403
+    ),
+    ("GET", "/admin/messages"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=200
+    ),
+    ("GET", "/admin/audit"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=200
+    ),
+    ("GET", "/admin/jobs"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=200
+    ),
+    ("POST", "/admin/jobs/{job}/retry"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=404
+    ),
+}
+
+
+def test_the_matrix_covers_every_route(app):
+    routes = {
+        (
+            method,
+            rule.rule.replace("<uuid:patient_id>", "{patient}")
+            .replace("<uuid:referral_id>", "{referral}")
+            .replace("<uuid:job_id>", "{job}"),
+        )
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    assert routes == set(MATRIX)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_gets_exactly_what_it_may(world, app, role):
+    patient = make_patient(world)
+    referral = send(world, patient)
+    client = WebClient(app.test_client())
+    if role != "anonymous":
+        client.login(world, role)
+    else:
+        client.get("/login")
+    ids = {"patient": patient.id, "referral": referral.id, "job": uuid.uuid4()}
+    forms = {
+        "/patients/{patient}/referrals": referral_form(world),
+        "/referrals/{referral}/status": {"action": "note", "version": "1", "note": "Called"},
+    }
+    seen = {}
+    for (method, route), expected in MATRIX.items():
+        url = route.format(**ids)
+        response = client.get(url) if method == "GET" else client.post(url, forms.get(route, {}))
+        want = expected.get(role, 302)
+        seen[(method, route)] = (response.status_code, want)
+        if role != "anonymous" and route == "/logout":
+            client.login(world, role)
+    wrong = {k: v for k, v in seen.items() if v[0] != v[1]}
+    assert wrong == {}, f"(got, expected) for {role}"
