@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from referrals import audit, jobs
@@ -374,7 +374,10 @@ def inbox(actor: Actor, status: str | None = None, page: int = 1) -> Page:
         page = min(max(1, page), pages)
         tasks = list(
             session.scalars(
-                base.join(Task.referral)
+                base.options(
+                    joinedload(Task.referral).joinedload(Referral.requester_org),
+                    joinedload(Task.referral).joinedload(Referral.patient),
+                )
                 .order_by(Task.authored_on.desc(), Task.id)
                 .offset((page - 1) * PAGE_SIZE)
                 .limit(PAGE_SIZE)
@@ -437,6 +440,7 @@ def sent_referrals(
                 Task.status == Status.REQUESTED.value,
                 Task.authored_on < business_days_before(now, overdue_days),
             )
+        stmt = stmt.options(joinedload(Referral.performer_org), joinedload(Referral.requester_user))
         referrals = list(
             session.scalars(stmt.order_by(Referral.created_at.desc()).limit(200)).unique()
         )
