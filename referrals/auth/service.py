@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from referrals import audit
 from referrals.auth.actor import Actor
@@ -44,6 +45,10 @@ def lockout_for(failures: int, max_failures: int, base_seconds: int) -> timedelt
     return timedelta(seconds=min(base_seconds * 2 ** (failures - max_failures), 86400))
 
 
+def _denied(session: Session, actor: Actor, user_id: object, detail: dict) -> None:
+    audit.record(session, actor, "auth.login", "User", user_id, outcome="denied", detail=detail)
+
+
 def authenticate(
     email: str,
     password: str,
@@ -62,20 +67,12 @@ def authenticate(
         if user is None:
             with contextlib.suppress(VerificationError):
                 hasher.verify(_dummy_hash, password)
-            audit.record(session, anonymous, "auth.login", "User", outcome="denied")
+            _denied(session, anonymous, "", {})
             return wrong
         actor = Actor(user.id, user.name, None, "", None, None, ip)
         if user.locked_until and user.locked_until > now:
             minutes = max(1, round((user.locked_until - now).total_seconds() / 60))
-            audit.record(
-                session,
-                actor,
-                "auth.login",
-                "User",
-                user.id,
-                outcome="denied",
-                detail={"why": "locked"},
-            )
+            _denied(session, actor, user.id, {"why": "locked"})
             return SignIn(None, f"Too many failed attempts. Try again in {minutes} minute(s).")
         try:
             hasher.verify(user.password_hash, password)
@@ -84,26 +81,10 @@ def authenticate(
             lock = lockout_for(user.failed_logins, max_failures, lockout_seconds)
             if lock:
                 user.locked_until = now + lock
-            audit.record(
-                session,
-                actor,
-                "auth.login",
-                "User",
-                user.id,
-                outcome="denied",
-                detail={"failures": user.failed_logins},
-            )
+            _denied(session, actor, user.id, {"failures": user.failed_logins})
             return wrong
         if not user.active:
-            audit.record(
-                session,
-                actor,
-                "auth.login",
-                "User",
-                user.id,
-                outcome="denied",
-                detail={"why": "inactive"},
-            )
+            _denied(session, actor, user.id, {"why": "inactive"})
             return SignIn(None, "This account is disabled. Ask your administrator.")
         if hasher.check_needs_rehash(user.password_hash):
             user.password_hash = hasher.hash(password)

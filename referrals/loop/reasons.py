@@ -118,3 +118,14 @@ def dhcs_closure_reason(status: Status, action: Action | None, code: str | None)
         return None
     reason = find_reason(action, code or "") if action else None
     return reason.dhcs_closure if reason and reason.dhcs_closure else "Other"
+
+
+def dhcs_reporting(task: object) -> tuple[str | None, str | None]:
+    """(Referral Status, Reason for Referral Loop Closure) for a Task, as DHCS asks for them."""
+    status = Status(task.status)  # type: ignore[attr-defined]
+    action = task.status_action  # type: ignore[attr-defined]
+    return DHCS_REFERRAL_STATUS[status], dhcs_closure_reason(
+        status,
+        Action(action) if action else None,
+        task.status_reason_code,  # type: ignore[attr-defined]
+    )

@@ -14,7 +14,7 @@ from referrals.directory.service import find_services
 from referrals.errors import Conflict, InvalidInput
 from referrals.loop import service
 from referrals.loop.lifecycle import ACTION_LABELS, STATUS_LABELS, Action, Refusal, Status
-from referrals.loop.reasons import PROGRESS_STEPS, REASONS
+from referrals.loop.reasons import PROGRESS_STEPS, REASONS, dhcs_reporting
 from referrals.patients import service as patients
 from referrals.terminology import SDOH_CATEGORIES
 from referrals.web import current_actor, render, require
@@ -91,6 +91,7 @@ def _detail(
         error=error,
         form=form or {},
         overdue=service.is_overdue(view.task, settings.overdue_business_days),
+        dhcs=dhcs_reporting(view.task),
         today=date.today(),
     )
 

@@ -271,3 +271,13 @@ class TestSentList:
         closed_html = text(client.get("/referrals?bucket=closed"))
         assert f"/referrals/{closed.id}" in closed_html and "Declined" in closed_html
         assert "No overdue referrals." in text(client.get("/referrals?bucket=overdue"))
+
+
+def test_referrer_sees_the_medi_cal_closed_loop_values(world, client):
+    referral = send(world, make_patient(world))
+    move(world, "food", referral, "decline", reason="family-declined")
+    client.login(world, "clinician")
+    html = text(client.get(f"/referrals/{referral.id}"))
+    assert "Referral Status: Declined; Reason for Loop Closure: Member Declined" in html
+    client.login(world, "food")
+    assert "Medi-Cal closed-loop" not in text(client.get(f"/referrals/{referral.id}"))
