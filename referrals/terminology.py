@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
+# The network works on California time: dates people type and times pages show.
+CALIFORNIA = ZoneInfo("America/Los_Angeles")
+
 SDOHCC_CODES = "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes"
 SNOMED = "http://snomed.info/sct"
 SOCIAL_SERVICE_CATEGORY = ("410606002", "Social service procedure")

@@ -7,7 +7,6 @@ import logging
 import uuid
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import (
     Flask,
@@ -37,6 +36,7 @@ from referrals.loop.lifecycle import ACTION_LABELS, EVENT_LABELS, STATUS_LABELS,
 from referrals.loop.reasons import BUSINESS_STATUS_LABELS
 from referrals.notify.texts import mask_phone
 from referrals.terminology import (
+    CALIFORNIA,
     CONSENT_GIVERS,
     CONSENT_METHODS,
     GUARDIAN_RELATIONSHIPS,
@@ -52,7 +52,6 @@ login_manager.login_view = "auth.login"
 login_manager.login_message = "Please sign in to continue."
 login_manager.session_protection = "strong"
 
-PACIFIC = ZoneInfo("America/Los_Angeles")
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -242,4 +241,4 @@ def _local_time(value: datetime | None, fmt: str = "%b %-d, %Y %-I:%M %p") -> st
     """Times are stored in UTC and shown in California time."""
     if value is None:
         return ""
-    return value.astimezone(PACIFIC).strftime(fmt)
+    return value.astimezone(CALIFORNIA).strftime(fmt)

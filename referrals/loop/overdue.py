@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-PACIFIC = ZoneInfo("America/Los_Angeles")
+from referrals.terminology import CALIFORNIA
 
 
-def business_days_before(now: datetime, days: int, tz: ZoneInfo = PACIFIC) -> datetime:
+def business_days_before(now: datetime, days: int, tz: ZoneInfo = CALIFORNIA) -> datetime:
     """The instant `days` business days (Monday to Friday) before `now`, on the local calendar.
 
     A referral sent before this instant and still unanswered is overdue."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
@@ -36,6 +36,7 @@ from referrals.loop.reasons import find_reason, reason_text, reasons_for
 from referrals.loop.schemas import ReferralSchema, StatusChangeSchema
 from referrals.patients.consent_rules import consent_problem
 from referrals.patients.models import Consent, Patient
+from referrals.terminology import CALIFORNIA
 
 PAGE_SIZE = 25
 NOTICE_JOB = "sms.notice"
@@ -143,9 +144,8 @@ def send_referral(actor: Actor, patient_id: uuid.UUID, form: Mapping[str, object
                 granted_by=data["consent_given_by"],
                 granted_by_name=data["consent_given_by_name"],
                 method=data["consent_method"],
-                granted_at=datetime.combine(data["consent_date"], datetime.min.time()).replace(
-                    tzinfo=utcnow().tzinfo
-                ),
+                # A date typed in California: midnight there, not in UTC.
+                granted_at=datetime.combine(data["consent_date"], time(), tzinfo=CALIFORNIA),
                 recorded_by_id=actor.user_id,
             )
             session.add(consent)
@@ -392,6 +392,12 @@ def inbox(actor: Actor, status: str | None = None, page: int = 1) -> Page:
             detail={"status": status or "", "page": page, "rows": len(tasks)},
         )
     return Page(tasks, total, page, pages, new_count)
+
+
+def count_new_referrals(actor: Actor) -> int:
+    """How many referrals wait for the actor's organisation to accept or decline them."""
+    with transaction() as session:
+        return new_referral_count(session, actor)
 
 
 def new_referral_count(session: Session, actor: Actor) -> int:

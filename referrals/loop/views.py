@@ -126,6 +126,7 @@ def change(referral_id: uuid.UUID) -> Response:
             inline_actions=INLINE_ACTIONS,
             settings=current_app.config["SETTINGS"],
             flash_message=_done(action, task),
+            new_count=service.count_new_referrals(actor),
         )
     flash(_done(action, task), "success")
     return redirect(url_for("loop.show", referral_id=referral_id))

@@ -63,6 +63,7 @@ class TestInbox:
         assert html.lstrip().startswith(f'<tr id="task-{referral.task.id}"')
         assert "Accepted" in html and ">Start work<" in html and "<html" not in html
         assert 'hx-swap-oob="innerHTML"' in html and "the referral is now accepted" in html
+        assert '<span class="count" id="new-count" hx-swap-oob="true">0 new</span>' in html
 
     def test_core_actions_work_without_javascript(self, world, client):
         referral = send(world, make_patient(world))
