@@ -15,7 +15,7 @@ from referrals.db import utcnow
 from referrals.loop.models import Referral, ReferralEvent
 from referrals.notify.gateways import make_gateway
 from referrals.notify.models import Message
-from referrals.notify.texts import STEPS, Skip, choose_recipient, notice_text
+from referrals.notify.texts import STEPS, Skip, choose_recipient, notice_text, text_language
 
 SYSTEM = Actor.system("notice sender")
 
@@ -87,7 +87,7 @@ def _prepare(session: Session, event: ReferralEvent, referral: Referral, gateway
         clinic=referral.requester_org.name,
         sensitive=referral.sensitive,
     )
-    base["language"] = contact.language
+    base["language"] = text_language(contact.language)
     return Message(
         **base, recipient_kind=contact.kind, to_phone=contact.phone, body=body, status="sending"
     )

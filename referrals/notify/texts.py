@@ -29,7 +29,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "completed": "{org} closed your referral as completed.",
         "failed": "{org} closed your referral. Call {clinic} if you still need help.",
         "cancelled": "Your referral to {org} was cancelled. Call {clinic} with questions.",
-        "private": "You have an update from your care team. Please log in or call them.",
+        "private": "You have an update from your care team. Please call them.",
         "footer": "Reply STOP to opt out.",
     },
     "es": {
@@ -41,7 +41,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "completed": "{org} cerró su referencia como completada.",
         "failed": "{org} cerró su referencia. Llame a {clinic} si todavía necesita ayuda.",
         "cancelled": "Su referencia a {org} fue cancelada. Llame a {clinic} si tiene preguntas.",
-        "private": "Tiene una novedad de su equipo de salud. Comuníquese con ellos.",
+        "private": "Tiene una novedad de su equipo de salud. Por favor, llámelos.",
         "footer": "Responda STOP para no recibir mensajes.",
     },
 }
@@ -96,9 +96,14 @@ def choose_recipient(
     return Skip("No phone number on file.")
 
 
+def text_language(language: str) -> str:
+    """The language a notice is actually written in: the family's, or English until we have it."""
+    return language if language in TEXTS else "en"
+
+
 def notice_text(step: str, language: str, *, org: str, clinic: str, sensitive: bool) -> str:
     """The notice for a step, in the family's language (English when we have no translation)."""
-    texts = TEXTS.get(language) or TEXTS["en"]
+    texts = TEXTS[text_language(language)]
     body = texts["private"] if sensitive else texts[step].format(org=org, clinic=clinic)
     return f"{body} {texts['footer']}"
 

@@ -88,3 +88,11 @@ def test_sending_is_audited_without_the_text(world):
     entry = db.session().scalar(select(AuditEvent).where(AuditEvent.action == "sms.sent"))
     assert entry.actor_name == "notice sender" and entry.detail["recipient"] == "guardian"
     assert "body" not in entry.detail
+
+
+def test_a_notice_records_the_language_it_was_actually_written_in(world):
+    patient = make_patient(world, language="vi", guardian_language="vi")
+    send(world, patient)
+    run_due_jobs()
+    [message] = messages()
+    assert message.language == "en" and message.body.startswith("Sunrise Pediatrics sent")
