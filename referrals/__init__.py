@@ -12,6 +12,7 @@ from htmx_flask import Htmx
 
 from referrals.config import ROOT, Settings
 from referrals.db import db
+from referrals.redact import RedactingFormatter
 
 csrf = CSRFProtect()
 
@@ -47,6 +48,13 @@ def create_app(config: dict | None = None) -> Flask:
 
     configure_hasher(settings.argon2_memory_kib, settings.argon2_time_cost)
     app.teardown_appcontext(lambda _exc: db.session.remove())
+
+    if settings.trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # The client's address and scheme as the proxy saw them: audit IPs and HSTS need them.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     Htmx(app)
     csrf.init_app(app)
@@ -89,9 +97,9 @@ class _NoQueryStrings(logging.Filter):
 def _logging(level: str) -> None:
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(  # once, for the whole process
-            level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        handler = logging.StreamHandler()
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     for name in ("werkzeug", "gunicorn.access"):

@@ -101,11 +101,24 @@ def record(
     return event
 
 
-def verify_chain(session: Session) -> int | None:
-    """The id of the first entry whose hash does not hold, or None when the trail is intact."""
-    prev = ""
-    for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)):
-        if event.prev_hash != prev or event.hash != _digest(prev, _entry(event)):
+def verify_chain(session: Session, *, last: int | None = None) -> int | None:
+    """The id of the first entry whose hash does not hold, or None when the trail is intact.
+
+    With `last`, only the newest entries are checked (a page can afford that; the
+    `audit-verify` command checks the whole trail)."""
+    stmt = select(AuditEvent).order_by(AuditEvent.id)
+    prev: str | None = ""
+    if last is not None:
+        first_id = session.scalar(
+            select(AuditEvent.id).order_by(AuditEvent.id.desc()).offset(last - 1).limit(1)
+        )
+        if first_id is not None:
+            stmt = stmt.where(AuditEvent.id >= first_id)
+            prev = None  # the first entry's predecessor is outside the window
+    for event in session.scalars(stmt):
+        if prev is not None and event.prev_hash != prev:
+            return event.id
+        if event.hash != _digest(event.prev_hash, _entry(event)):
             return event.id
         prev = event.hash
     return None

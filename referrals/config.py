@@ -45,6 +45,7 @@ class Settings:
     worker_poll_seconds: float = 2.0
     job_max_attempts: int = 8
     log_level: str = "INFO"
+    trusted_proxies: int = 0  # reverse proxies in front of the app (X-Forwarded-For/-Proto)
     argon2_memory_kib: int = 65536
     argon2_time_cost: int = 3
     extra: dict = field(default_factory=dict)
@@ -77,5 +78,11 @@ class Settings:
         values["extra"] = {k: v for k, v in overrides.items() if k not in known}
         settings = cls(**values)
         if not settings.secret_key:
+            if settings.env == "production":
+                # Each host would invent its own key and sessions would break across them.
+                raise RuntimeError(
+                    "SECRET_KEY must be set in production (REFERRALS_ENV=production). "
+                    "For a laptop, use REFERRALS_ENV=development."
+                )
             settings.secret_key = _secret_key(INSTANCE)
         return settings

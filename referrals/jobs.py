@@ -16,6 +16,7 @@ from sqlalchemy import Index, String, Text, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from referrals.db import Base, db, utcnow
+from referrals.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,12 @@ def backoff(attempts: int, *, base: float = 10.0, cap: float = 3600.0) -> timede
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
+def describe_error(exc: BaseException) -> str:
+    """What a failed job keeps of its error (admins read it): the kind and the message, with
+    patient data taken out."""
+    return redact(f"{type(exc).__name__}: {exc}")[:2000]
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -96,6 +103,25 @@ def claim(session: Session, limit: int, name: str) -> list[uuid.UUID]:
         .with_for_update(skip_locked=True)
     )
     ids = list(session.scalars(due))
+    # A job whose lease ran out on its last attempt took its worker down with it (a crash,
+    # not an exception): it is dead, not tried forever.
+    exhausted = list(
+        session.scalars(select(Job.id).where(Job.id.in_(ids), Job.attempts >= Job.max_attempts))
+    )
+    if exhausted:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(exhausted))
+            .values(
+                status=DEAD,
+                finished_at=now,
+                locked_by=None,
+                locked_until=None,
+                last_error="The worker stopped while running this job, on its last attempt.",
+            )
+        )
+        log.error("%d job(s) dead after their worker stopped mid-run", len(exhausted))
+        ids = [i for i in ids if i not in exhausted]
     if ids:
         session.execute(
             update(Job)
@@ -111,11 +137,11 @@ def claim(session: Session, limit: int, name: str) -> list[uuid.UUID]:
     return ids
 
 
-def run_job(job_id: uuid.UUID) -> str:
-    """Run one claimed job to its outcome and return its new status."""
+def run_job(job_id: uuid.UUID, name: str) -> str:
+    """Run one job this worker claimed to its outcome and return its new status."""
     session = db.session()
     job = session.get(Job, job_id)
-    if job is None or job.status != RUNNING:
+    if job is None or job.status != RUNNING or job.locked_by != name:
         session.rollback()
         return "missing"
     fn = HANDLERS.get(job.kind)
@@ -123,16 +149,29 @@ def run_job(job_id: uuid.UUID) -> str:
         if fn is None:
             raise PermanentJobError(f"no handler for job kind {job.kind!r}")
         fn(session, dict(job.payload))
-        job.status, job.finished_at, job.last_error = DONE, utcnow(), ""
-        job.locked_by = job.locked_until = None
+        # Finish only while still holding the lease: a worker whose lease ran out and was
+        # taken over leaves the outcome to the worker that holds it now.
+        finished = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.locked_by == name, Job.status == RUNNING)
+            .values(
+                status=DONE, finished_at=utcnow(), last_error="", locked_by=None, locked_until=None
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if finished.rowcount != 1:
+            session.rollback()
+            log.warning("job %s lost its lease while running; its work was rolled back", job_id)
+            return "lost"
         session.commit()
         return DONE
     except Exception as exc:  # every failure is recorded; none stops the worker
         session.rollback()
         job = session.get(Job, job_id)
-        assert job is not None
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        job.last_error = error
+        if job is None or job.locked_by != name:
+            session.rollback()
+            return "lost"
+        job.last_error = describe_error(exc)
         job.locked_by = job.locked_until = None
         if isinstance(exc, PermanentJobError) or job.attempts >= job.max_attempts:
             job.status, job.finished_at = DEAD, utcnow()
@@ -168,7 +207,7 @@ def run_due_jobs(*, limit: int = 20, name: str | None = None) -> dict[str, int]:
         if not ids:
             return counts
         for job_id in ids:
-            outcome = run_job(job_id)
+            outcome = run_job(job_id, name)
             counts[outcome] = counts.get(outcome, 0) + 1
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from sqlalchemy import func, select
 
 from referrals.auth.actor import Actor
@@ -13,6 +11,7 @@ from referrals.db import db
 from referrals.directory.service import add_service, register_organization
 from referrals.loop.service import change_referral, send_referral
 from referrals.patients.service import register_patient
+from referrals.terminology import california_today
 
 DEMO_PASSWORD = "demo-referrals-2026"
 CLINIC = "Sunrise Pediatrics"
@@ -223,7 +222,7 @@ def seed(*, if_empty: bool = False) -> bool:
     services = {org: add_service(system, orgs[org], **fields) for org, fields in SERVICES}
     clinician = _actor("dr.rivera@sunrise.example")
     patients = {p["given_name"]: register_patient(clinician, p) for p in PATIENTS}
-    today = date.today().isoformat()
+    today = california_today().isoformat()
 
     def refer(patient: str, org: str, note: str, giver: str, giver_name: str, **extra: str):
         form = {

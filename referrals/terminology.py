@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 # The network works on California time: dates people type and times pages show.
 CALIFORNIA = ZoneInfo("America/Los_Angeles")
+
+
+def california_today() -> date:
+    return datetime.now(CALIFORNIA).date()
+
 
 SDOHCC_CODES = "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes"
 SNOMED = "http://snomed.info/sct"

@@ -61,11 +61,16 @@ CSP = (
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> User | None:
+def _load_user(session_id: str) -> User | None:
+    """The person a session belongs to, unless they were disabled or signed out since."""
+    user_id, _, version = session_id.partition(":")
     try:
-        return db.session.get(User, uuid.UUID(user_id))
+        user = db.session.get(User, uuid.UUID(user_id))
     except ValueError:
         return None
+    if user is None or not user.active or str(user.session_version) != version:
+        return None
+    return user
 
 
 @login_manager.unauthorized_handler
@@ -125,6 +130,15 @@ def require(permission: Permission) -> Actor:
     return actor
 
 
+# Elements that refresh themselves (hx-trigger="every ..."): their requests are not a person
+# at work, so they do not keep a session alive. htmx names the element in HX-Trigger.
+BACKGROUND_REFRESHERS = frozenset({"inbox-table"})
+
+
+def is_background_refresh() -> bool:
+    return bool(request.htmx) and request.headers.get("HX-Trigger") in BACKGROUND_REFRESHERS
+
+
 def _idle_timeout() -> Response | None:
     if request.endpoint in (None, "static") or not current_user.is_authenticated:
         return None
@@ -136,7 +150,8 @@ def _idle_timeout() -> Response | None:
         session.clear()
         flash("You were signed out after a period of inactivity.", "info")
         return _unauthorized()
-    session["seen"] = now
+    if seen is None or not is_background_refresh():
+        session["seen"] = now
     return None
 
 

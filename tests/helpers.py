@@ -7,7 +7,7 @@ import contextvars
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -23,6 +23,7 @@ from referrals.loop.models import Referral
 from referrals.loop.service import change_referral, send_referral
 from referrals.patients.models import Patient
 from referrals.patients.service import register_patient
+from referrals.terminology import california_today
 
 PASSWORD = "correct horse battery"
 SYSTEM = Actor.system("tests")
@@ -128,7 +129,7 @@ def build_world() -> World:
 
 
 def years_ago(years: int) -> str:
-    today = date.today()
+    today = california_today()
     return (today.replace(year=today.year - years) - timedelta(days=10)).isoformat()
 
 
@@ -156,7 +157,7 @@ def referral_form(world: World, service: str = "food", **fields: object) -> dict
         "consent_given_by": "guardian",
         "consent_given_by_name": "Ana Lopez",
         "consent_method": "verbal",
-        "consent_date": date.today().isoformat(),
+        "consent_date": california_today().isoformat(),
     }
     form.update({k: str(v) for k, v in fields.items()})
     return form

@@ -7,10 +7,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, current_app, flash, redirect, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from referrals import audit
 from referrals.auth import service
 from referrals.auth.roles import Permission
-from referrals.db import transaction
 from referrals.web import client_ip, current_actor, render
 
 bp = Blueprint("auth", __name__)
@@ -77,8 +75,7 @@ def login() -> Response:
 @bp.post("/logout")
 @login_required
 def logout() -> Response:
-    with transaction() as db_session:
-        audit.record(db_session, current_actor(), "auth.logout", "User", current_user.id)
+    service.sign_out_everywhere(current_actor())
     logout_user()
     session.clear()
     flash("You are signed out.", "info")

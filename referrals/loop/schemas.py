@@ -9,13 +9,19 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 from referrals.forms import FormSchema
 from referrals.loop.lifecycle import Action
 from referrals.loop.reasons import OTHER, PROGRESS_STEPS
-from referrals.terminology import CONSENT_GIVERS, CONSENT_METHODS, PRIORITIES, SDOH_CATEGORIES
+from referrals.terminology import (
+    CONSENT_GIVERS,
+    CONSENT_METHODS,
+    PRIORITIES,
+    SDOH_CATEGORIES,
+    california_today,
+)
 
 NOTE_MAX = 2000
 
 
 def not_in_future(given: date) -> None:
-    if given > date.today():
+    if given > california_today():
         raise ValidationError("Consent cannot be dated in the future.")
 
 

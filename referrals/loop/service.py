@@ -36,7 +36,7 @@ from referrals.loop.reasons import find_reason, reason_text, reasons_for
 from referrals.loop.schemas import ReferralSchema, StatusChangeSchema
 from referrals.patients.consent_rules import consent_problem
 from referrals.patients.models import Consent, Patient
-from referrals.terminology import CALIFORNIA
+from referrals.terminology import CALIFORNIA, california_today
 
 PAGE_SIZE = 25
 NOTICE_JOB = "sms.notice"
@@ -66,7 +66,7 @@ class Page:
     new_count: int
 
 
-def _side(actor: Actor, referral: Referral) -> Side | None:
+def _side(actor: Actor, referral: Referral, *, network: bool = False) -> Side | None:
     if actor.role is None or actor.org_kind is None:
         return None
     side = lifecycle.side_of(
@@ -75,15 +75,16 @@ def _side(actor: Actor, referral: Referral) -> Side | None:
         is_requester_org=referral.requester_org_id == actor.org_id,
         is_owner_org=referral.task.owner_org_id == actor.org_id,
     )
-    # Network admins see metrics and the trail, not clinical content (DESIGN §7).
-    return None if side is Side.NETWORK else side
+    # Network admins see metrics and the trail, not clinical content (DESIGN §7); they may
+    # only correct a referral (entered-in-error) without reading it.
+    return None if side is Side.NETWORK and not network else side
 
 
 def _load(
-    session: Session, actor: Actor, referral_id: uuid.UUID, action: str
+    session: Session, actor: Actor, referral_id: uuid.UUID, action: str, *, network: bool = False
 ) -> tuple[Referral, Side]:
     referral = session.get(Referral, referral_id)
-    side = _side(actor, referral) if referral is not None else None
+    side = _side(actor, referral, network=network) if referral is not None else None
     if referral is None or side is None:
         audit.deny(session, actor, action, "Referral", referral_id)
         raise NotFound("No such referral among those your organisation sent or received.")
@@ -131,7 +132,7 @@ def send_referral(actor: Actor, patient_id: uuid.UUID, form: Mapping[str, object
                 "That service is not in the directory.",
                 {"service_id": ["Choose a service from the directory."]},
             )
-        problems = _referral_problems(data, patient, service, date.today())
+        problems = _referral_problems(data, patient, service, california_today())
         if problems:
             raise InvalidInput("The referral cannot be sent yet.", problems)
         recipient = service.organization
@@ -260,7 +261,13 @@ def change_referral(actor: Actor, referral_id: uuid.UUID, form: Mapping[str, obj
     data = load(StatusChangeSchema(), form)
     action = Action(data["action"])
     with transaction() as session:
-        referral, side = _load(session, actor, referral_id, f"referral.{action.value}")
+        referral, side = _load(
+            session,
+            actor,
+            referral_id,
+            f"referral.{action.value}",
+            network=action is Action.ENTER_IN_ERROR,
+        )
         task = referral.task
         if action is not Action.NOTE and task.version != data["version"]:
             raise _conflict(session, referral)
@@ -354,15 +361,19 @@ def _conflict(session: Session, referral: Referral) -> Conflict:
     task = session.scalar(select(Task).where(Task.referral_id == referral.id))
     status = STATUS_LABELS[Status(task.status)].lower() if task else "changed"
     who = f"{last.actor_name} ({last.actor_org_name})" if last else "Someone"
-    when = last.at.strftime("%Y-%m-%d %H:%M UTC") if last else "just now"
+    when = last.at.astimezone(CALIFORNIA).strftime("%b %-d at %-I:%M %p") if last else "just now"
     return Conflict(
         f"{who} changed this referral at {when} while you had it open; it is now {status}. "
         "Reload the page to see the change, then try again."
     )
 
 
-def inbox(actor: Actor, status: str | None = None, page: int = 1) -> Page:
-    """Referrals the actor's organisation received, newest first, optionally of one status."""
+def inbox(actor: Actor, status: str | None = None, page: int = 1, *, refresh: bool = False) -> Page:
+    """Referrals the actor's organisation received, newest first, optionally of one status.
+
+    `refresh` is the page refreshing itself in the background: the person's opening of the
+    inbox was audited already, and a screen left open would otherwise write an entry every
+    30 seconds."""
     if not actor.can(Permission.WORK_REFERRALS):
         raise Forbidden("The inbox is for organisations that receive referrals.")
     with transaction() as session:
@@ -384,13 +395,14 @@ def inbox(actor: Actor, status: str | None = None, page: int = 1) -> Page:
             ).unique()
         )
         new_count = new_referral_count(session, actor)
-        audit.record(
-            session,
-            actor,
-            "inbox.view",
-            "Task",
-            detail={"status": status or "", "page": page, "rows": len(tasks)},
-        )
+        if not refresh:
+            audit.record(
+                session,
+                actor,
+                "inbox.view",
+                "Task",
+                detail={"status": status or "", "page": page, "rows": len(tasks)},
+            )
     return Page(tasks, total, page, pages, new_count)
 
 

@@ -4,7 +4,6 @@ inbox and the referrer's list. Thin: parse, call the service, render."""
 from __future__ import annotations
 
 import uuid
-from datetime import date
 
 from flask import Blueprint, Response, current_app, flash, redirect, request, url_for
 from flask_login import login_required
@@ -13,16 +12,31 @@ from referrals.auth.roles import Permission
 from referrals.directory.service import find_services
 from referrals.errors import Conflict, InvalidInput
 from referrals.loop import service
-from referrals.loop.lifecycle import ACTION_LABELS, STATUS_LABELS, Action, Refusal, Status
+from referrals.loop.lifecycle import (
+    ACTION_LABELS,
+    STATUS_LABELS,
+    Action,
+    Refusal,
+    Side,
+    Status,
+    available_actions,
+)
+from referrals.loop.models import Task
 from referrals.loop.reasons import PROGRESS_STEPS, REASONS, dhcs_reporting
 from referrals.patients import service as patients
-from referrals.terminology import SDOH_CATEGORIES
-from referrals.web import current_actor, render, require
+from referrals.terminology import SDOH_CATEGORIES, california_today
+from referrals.web import current_actor, is_background_refresh, render, require
 
 bp = Blueprint("loop", __name__)
 
 # Moves the inbox offers as one click; the others need a reason or an outcome.
 INLINE_ACTIONS = (Action.ACCEPT, Action.START)
+
+
+def inline_actions(task: Task) -> list[Action]:
+    """The one-click moves the lifecycle allows the recipient on this Task now."""
+    allowed = available_actions(Status(task.status), Side.RECIPIENT)
+    return [action for action in INLINE_ACTIONS if action in allowed]
 
 
 def _referral_form(
@@ -45,8 +59,8 @@ def _referral_form(
         error=error,
         category=category,
         categories=SDOH_CATEGORIES,
-        age=patient.age(date.today()),
-        today=date.today().isoformat(),
+        age=patient.age(california_today()),
+        today=california_today().isoformat(),
     )
 
 
@@ -92,7 +106,7 @@ def _detail(
         form=form or {},
         overdue=service.is_overdue(view.task, settings.overdue_business_days),
         dhcs=dhcs_reporting(view.task),
-        today=date.today(),
+        today=california_today(),
     )
 
 
@@ -123,7 +137,7 @@ def change(referral_id: uuid.UUID) -> Response:
         return render(
             "loop/_inbox_row.html",
             task=task,
-            inline_actions=INLINE_ACTIONS,
+            inline_actions=inline_actions,
             settings=current_app.config["SETTINGS"],
             flash_message=_done(action, task),
             new_count=service.count_new_referrals(actor),
@@ -152,14 +166,14 @@ def inbox() -> Response:
         page_number = int(request.args.get("page", "1"))
     except ValueError:
         page_number = 1
-    page = service.inbox(actor, status, page_number)
+    page = service.inbox(actor, status, page_number, refresh=is_background_refresh())
     return render(
         "loop/inbox.html",
         "table" if request.htmx.target == "inbox-table" else None,
         page=page,
         status=status,
         statuses=STATUS_LABELS,
-        inline_actions=INLINE_ACTIONS,
+        inline_actions=inline_actions,
         settings=current_app.config["SETTINGS"],
     )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 
 from flask import current_app
 from sqlalchemy import select
@@ -16,6 +15,7 @@ from referrals.loop.models import Referral, ReferralEvent
 from referrals.notify.gateways import make_gateway
 from referrals.notify.models import Message
 from referrals.notify.texts import STEPS, Skip, choose_recipient, notice_text, text_language
+from referrals.terminology import california_today
 
 SYSTEM = Actor.system("notice sender")
 
@@ -70,7 +70,7 @@ def _prepare(session: Session, event: ReferralEvent, referral: Referral, gateway
         )
     contact = choose_recipient(
         birth_date=patient.birth_date,
-        today=date.today(),
+        today=california_today(),
         patient_phone=patient.phone,
         patient_language=patient.language,
         guardians=[(g.phone, g.language) for g in patient.guardians],

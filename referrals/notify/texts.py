@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from referrals.patients.consent_rules import ADULT_AGE, age_on
+
 STEPS = (
     "requested",
     "accepted",
@@ -78,16 +80,12 @@ def choose_recipient(
         return Skip("The referral says the family must not be contacted.")
     if not opted_in:
         return Skip("The family opted out of text messages.")
-    years = (
-        today.year
-        - birth_date.year
-        - ((today.month, today.day) < (birth_date.month, birth_date.day))
-    )
     if sensitive:
-        if patient_phone:
+        # A shared family phone is the guardian's phone: the notice would disclose.
+        if patient_phone and patient_phone not in {phone for phone, _ in guardians}:
             return Contact("patient", patient_phone, patient_language)
         return Skip("Confidential referral and the patient has no phone of their own.")
-    if years < 18:
+    if age_on(birth_date, today) < ADULT_AGE:
         for phone, language in guardians:
             if phone:
                 return Contact("guardian", phone, language)

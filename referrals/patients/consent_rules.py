@@ -7,8 +7,18 @@ guardian consents for a minor."""
 
 from __future__ import annotations
 
+from datetime import date
+
 MINOR_CONSENT_MIN_AGE = 12
 ADULT_AGE = 18
+
+
+def age_on(birth_date: date, today: date) -> int:
+    """Age in whole years on a given day."""
+    years = today.year - birth_date.year
+    if (today.month, today.day) < (birth_date.month, birth_date.day):
+        years -= 1
+    return years
 
 
 def consent_problem(*, age: int, giver: str, sensitive: bool) -> str | None:

@@ -10,13 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referrals.auth.models import Organization, User
 from referrals.db import Base, utcnow
-
-
-def age_on(birth_date: date, today: date) -> int:
-    years = today.year - birth_date.year
-    if (today.month, today.day) < (birth_date.month, birth_date.day):
-        years -= 1
-    return years
+from referrals.patients.consent_rules import age_on
 
 
 class Patient(Base):

@@ -7,13 +7,14 @@ from datetime import date
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from referrals.forms import FormSchema, Phone
-from referrals.terminology import GENDERS, GUARDIAN_RELATIONSHIPS, LANGUAGES
+from referrals.patients.consent_rules import ADULT_AGE, age_on
+from referrals.terminology import GENDERS, GUARDIAN_RELATIONSHIPS, LANGUAGES, california_today
 
 NAME = validate.Length(min=1, max=100, error="Between 1 and 100 characters.")
 
 
 def plausible_birth_date(born: date) -> None:
-    today = date.today()
+    today = california_today()
     if born > today:
         raise ValidationError("The birth date is in the future.")
     if born.year < today.year - 120:
@@ -44,3 +45,18 @@ class PatientSchema(FormSchema):
     def check(self, data: dict, **_: object) -> None:
         if data.get("guardian_phone") and not data.get("guardian_name"):
             raise ValidationError("Give the guardian's name with their phone.", "guardian_name")
+        if age_on(data["birth_date"], california_today()) < ADULT_AGE:
+            if not data.get("guardian_name"):
+                raise ValidationError(
+                    "A patient under 18 needs a parent or guardian on file.", "guardian_name"
+                )
+            if not data.get("guardian_phone"):
+                raise ValidationError(
+                    "A phone number for the parent or guardian of a minor.", "guardian_phone"
+                )
+        if data.get("phone") and data.get("phone") == data.get("guardian_phone"):
+            raise ValidationError(
+                "This is the guardian's number. Give the patient's own phone only: "
+                "confidential notices go there.",
+                "phone",
+            )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 
 from flask import Blueprint, Response, flash, redirect, request, url_for
 from flask_login import login_required
@@ -12,7 +11,7 @@ from referrals.auth.roles import Permission
 from referrals.errors import InvalidInput
 from referrals.loop import service as loop
 from referrals.patients import service
-from referrals.terminology import GENDERS, LANGUAGES
+from referrals.terminology import GENDERS, LANGUAGES, california_today
 from referrals.web import current_actor, render, require
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
@@ -57,5 +56,8 @@ def show(patient_id: uuid.UUID) -> Response:
     patient = service.get_patient(actor, patient_id)
     referrals = loop.patient_referrals(actor, patient)
     return render(
-        "patients/show.html", patient=patient, referrals=referrals, age=patient.age(date.today())
+        "patients/show.html",
+        patient=patient,
+        referrals=referrals,
+        age=patient.age(california_today()),
     )

@@ -5,13 +5,13 @@ sees the outcome, and a network administrator sees the family's text message."""
 from __future__ import annotations
 
 import re
-from datetime import date
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from referrals.db import db
 from referrals.jobs import run_due_jobs
+from referrals.terminology import california_today
 from tests.helpers import PASSWORD, World, make_patient, send, years_ago
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +35,7 @@ def run_worker_once() -> dict[str, int]:
 
 
 def test_referral_round_trip(new_page, world: World, browser_problems) -> None:
-    today = date.today().isoformat()
+    today = california_today().isoformat()
 
     # The clinician adds a patient and refers her to the food bank.
     clinician = new_page()
@@ -150,7 +150,7 @@ def test_referral_round_trip(new_page, world: World, browser_problems) -> None:
 def test_consent_date_is_shown_as_entered(new_page, world: World) -> None:
     """The consent date a clinician records is the date both sides read back (a date, not a
     moment: no time zone may move it to the day before)."""
-    day = date.today()
+    day = california_today()
     patient = make_patient(world)
     referral = send(world, patient, consent_date=day.isoformat())
     db.session.remove()

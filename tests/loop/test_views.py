@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import date
 
 from sqlalchemy import func, select
 
@@ -112,7 +111,7 @@ class TestReferralPage:
         html = text(client.get(f"/referrals/{referral.id}"))
         assert "Maya Lopez" in html and "Needs food on weekends" in html
         assert "Spanish" in html and "Ana Lopez" in html and "(510) 555-0142" in html
-        assert f"age {date.today().year - int(years_ago(9)[:4]) - 1}" in html or "age 9" in html
+        assert "age 9" in html
         assert "Food insecurity" in html and "Verbal" in html.title()
         assert "MRN-777" not in html and "Housing" not in html
         assert f"/patients/{patient.id}" not in html  # no door into the clinic's record
