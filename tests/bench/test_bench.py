@@ -6,7 +6,9 @@ import statistics
 import time
 
 import pytest
+from sqlalchemy import text
 
+from referrals.db import db
 from referrals.jobs import run_due_jobs
 from referrals.loop.service import inbox, open_referral
 from tests.helpers import make_patient, move, send
@@ -59,6 +61,19 @@ def test_referral_loop_throughput_and_page_latency(world, client):
     _report("inbox service, first page of ~670", _timed(lambda: inbox(food), 50))
     _report("inbox service, filtered to accepted", _timed(lambda: inbox(food, "accepted"), 50))
     _report("open_referral with timeline", _timed(lambda: open_referral(food, referrals[1].id), 50))
+
+    if db.is_postgres:
+        # The inbox's query plan at this size (DESIGN §3: indexes follow the pages' queries).
+        db.session().execute(text("ANALYZE"))
+        plan = db.session().execute(
+            text(
+                "EXPLAIN SELECT id FROM tasks WHERE owner_org_id = :org AND status = 'requested' "
+                "ORDER BY authored_on DESC LIMIT 25"
+            ),
+            {"org": world.orgs["food"].id},
+        )
+        print("\ninbox plan:\n  " + "\n  ".join(row[0] for row in plan))
+        db.session.remove()
 
     client.login(world, "food")
     _report("GET /inbox (full page)", _timed(lambda: client.get("/inbox"), 30))
