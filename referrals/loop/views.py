@@ -68,7 +68,9 @@ def _referral_form(
 @login_required
 def new(patient_id: uuid.UUID) -> Response:
     require(Permission.SEND_REFERRALS)
-    return _referral_form(patient_id, dict(request.args), {})
+    # Consent is most often given at the visit itself.
+    form = {"consent_date": california_today().isoformat(), **request.args}
+    return _referral_form(patient_id, form, {})
 
 
 @bp.post("/patients/<uuid:patient_id>/referrals")
