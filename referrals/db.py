@@ -55,23 +55,29 @@ class Base(DeclarativeBase):
     }
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, foreign_keys: bool = True) -> None:
     # Let SQLAlchemy's "begin" event open transactions (below), not the driver.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, migrating: bool = False) -> Engine:
+    """The engine for a URL. `migrating`: SQLite's batch migrations copy and drop tables, which
+    foreign-key enforcement forbids; the migration checks the keys itself afterwards."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
         # hide_parameters: a logged database error must not carry names, phones or notes.
         engine = create_engine(url, connect_args={"timeout": 10}, hide_parameters=True)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(
+            engine,
+            "connect",
+            lambda conn, record: _sqlite_pragmas(conn, record, foreign_keys=not migrating),
+        )
         # Take the write lock when a transaction starts: the web server and the worker then
         # wait for each other (busy_timeout) instead of failing on a stale read snapshot.
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))

@@ -3,25 +3,55 @@
 from referrals.audit import AuditEvent
 from referrals.auth.models import Membership, Organization, User
 from referrals.db import Base
-from referrals.directory.models import Service
+from referrals.directory.models import (
+    Address,
+    Attribute,
+    Contact,
+    CostOption,
+    Language,
+    Location,
+    Phone,
+    Program,
+    Schedule,
+    Service,
+    ServiceArea,
+    ServiceAtLocation,
+    Taxonomy,
+    TaxonomySdohMap,
+    TaxonomyTerm,
+)
 from referrals.jobs import Job
 from referrals.loop.models import Referral, ReferralEvent, Task
 from referrals.notify.models import Message
 from referrals.patients.models import Consent, Guardian, Patient
 
 __all__ = [
+    "Address",
+    "Attribute",
     "AuditEvent",
     "Base",
     "Consent",
+    "Contact",
+    "CostOption",
     "Guardian",
     "Job",
+    "Language",
+    "Location",
     "Membership",
     "Message",
     "Organization",
     "Patient",
+    "Phone",
+    "Program",
     "Referral",
     "ReferralEvent",
+    "Schedule",
     "Service",
+    "ServiceArea",
+    "ServiceAtLocation",
     "Task",
+    "Taxonomy",
+    "TaxonomySdohMap",
+    "TaxonomyTerm",
     "User",
 ]

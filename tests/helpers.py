@@ -110,8 +110,8 @@ def build_world() -> World:
         service_display="Social service procedure",
         procedure_codes=[{"code": "410606002", "display": "Social service procedure"}],
         languages=["en", "es"],
-        age_min=4,
-        age_max=18,
+        minimum_age=4,
+        maximum_age=18,
     )
     world.services["youth"] = add_service(
         SYSTEM,
@@ -122,8 +122,8 @@ def build_world() -> World:
         service_display="Counseling",
         procedure_codes=[{"code": "409063005", "display": "Counseling"}],
         languages=["en"],
-        age_min=12,
-        age_max=24,
+        minimum_age=12,
+        maximum_age=24,
     )
     return world
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referrals.auth.roles import OrgKind, Permission, Role, permissions_for
@@ -16,7 +16,7 @@ class Organization(Base):
     __tablename__ = "organizations"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(300), index=True)  # 211 data repeats names
     kind: Mapped[str] = mapped_column(String(20))
     # Covered entities under HIPAA may receive PHI for treatment; others need consent per
     # disclosure (California DxF data sharing agreement, 45 CFR 164.506).
@@ -24,6 +24,17 @@ class Organization(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     timezone: Mapped[str] = mapped_column(String(64), default="America/Los_Angeles")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Open Referral HSDS 3.1 organization fields (the directory's view of the same party)
+    alternate_name: Mapped[str | None] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    email: Mapped[str | None] = mapped_column(String(254))
+    website: Mapped[str | None] = mapped_column(String(500))
+    year_incorporated: Mapped[int | None]
+    legal_status: Mapped[str | None] = mapped_column(String(200))
+    logo: Mapped[str | None] = mapped_column(String(500))
+    uri: Mapped[str | None] = mapped_column(String(500))
+    parent_organization_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     @property
     def org_kind(self) -> OrgKind:

@@ -118,9 +118,17 @@ def create_user(
     if problems:
         raise InvalidInput("The user cannot be created.", problems)
     with transaction() as session:
-        org = session.scalar(select(Organization).where(Organization.name == org_name))
-        if org is None:
+        orgs = session.scalars(
+            select(Organization).where(Organization.name == org_name).limit(2)
+        ).all()
+        if not orgs:
             raise InvalidInput("No such organisation.", {"org": [f"No organisation “{org_name}”."]})
+        if len(orgs) > 1:
+            raise InvalidInput(
+                "Several organisations have that name.",
+                {"org": [f"More than one organisation is called “{org_name}”."]},
+            )
+        [org] = orgs
         if Role(role) not in ROLES_BY_ORG_KIND[org.org_kind]:
             raise InvalidInput(
                 "That role does not fit the organisation.",

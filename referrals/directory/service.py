@@ -11,9 +11,16 @@ from referrals.auth.actor import Actor
 from referrals.auth.models import Organization
 from referrals.auth.roles import OrgKind
 from referrals.db import transaction
-from referrals.directory.models import Service
+from referrals.directory.models import (
+    Address,
+    Language,
+    Location,
+    Phone,
+    Service,
+    ServiceAtLocation,
+)
 from referrals.errors import InvalidInput
-from referrals.terminology import SDOH_CATEGORIES
+from referrals.terminology import LANGUAGES, SDOH_CATEGORIES
 
 
 def find_services(
@@ -22,15 +29,16 @@ def find_services(
     """Active services, optionally for one need, one language and one age, by name."""
     with transaction() as session:
         services = list(
-            session.scalars(select(Service).where(Service.active).order_by(Service.name))
+            session.scalars(
+                select(Service).where(Service.status == "active").order_by(Service.name)
+            )
         )
-    # Categories and languages are JSON lists: filtered here, the directory is small.
-    # (A later change moves this to indexed columns for the HSDS-sized directory.)
+    # Categories and languages are JSON lists, filtered here for a small directory.
     return [
         s
         for s in services
         if (not category or category in s.categories)
-        and (not language or language in s.languages)
+        and (not language or language in s.language_codes)
         and (age is None or s.serves_age(age))
     ]
 
@@ -53,14 +61,41 @@ def register_organization(
     return org
 
 
-def add_service(actor: Actor, organization: Organization, **fields: object) -> Service:
-    """Add a service an organisation offers to the directory."""
-    unknown = [c for c in fields.get("categories", []) if c not in SDOH_CATEGORIES]  # type: ignore[union-attr]
-    if unknown or not fields.get("categories"):
+def add_service(
+    actor: Actor,
+    organization: Organization,
+    *,
+    languages: tuple[str, ...] | list[str] = (),
+    address: dict | None = None,
+    phone: str | None = None,
+    **fields: object,
+) -> Service:
+    """Add a service an organisation offers to the directory, with the languages it is offered
+    in, the address it is delivered at (an HSDS location) and its phone."""
+    categories = fields.get("categories") or []
+    unknown = [c for c in categories if c not in SDOH_CATEGORIES]  # type: ignore[union-attr]
+    if unknown or not categories:
         raise InvalidInput("Unknown need.", {"categories": [f"Not SDOH categories: {unknown}"]})
     with transaction() as session:
         service = Service(id=uuid.uuid4(), organization_id=organization.id, **fields)
+        service.languages = [Language(code=code, name=language_name(code)) for code in languages]
+        service.language_codes = list(languages)
+        if phone:
+            service.phones = [Phone(number=phone, type="voice")]
+        if address:
+            location = Location(
+                organization_id=organization.id,
+                location_type="physical",
+                addresses=[
+                    Address(address_type="physical", country="US", state_province="CA", **address)
+                ],
+            )
+            service.service_at_locations = [ServiceAtLocation(location=location)]
         session.add(service)
         session.flush()
         audit.record(session, actor, "service.create", "Service", service.id)
     return service
+
+
+def language_name(code: str) -> str:
+    return LANGUAGES.get(code, (code, code))[0]

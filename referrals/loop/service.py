@@ -206,8 +206,8 @@ def _referral_problems(data: dict, patient: Patient, service: Service, today: da
     problems: dict[str, list[str]] = {}
     age = patient.age(today)
     if not service.serves_age(age):
-        low = service.age_min if service.age_min is not None else 0
-        high = f"–{service.age_max}" if service.age_max is not None else "+"
+        low = service.minimum_age if service.minimum_age is not None else 0
+        high = f"–{service.maximum_age}" if service.maximum_age is not None else "+"
         problems["service_id"] = [f"{service.name} serves ages {low}{high}; the patient is {age}."]
     if data["category"] and data["category"] not in service.categories:
         problems["category"] = ["This service does not address that need."]
