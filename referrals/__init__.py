@@ -64,12 +64,15 @@ def create_app(config: dict | None = None) -> Flask:
     web.init_app(app)
 
     from referrals.admin.views import bp as admin_bp
+    from referrals.directory.api import bp as hsds_bp
+    from referrals.directory.search_views import bp as directory_bp
     from referrals.auth.views import bp as auth_bp
     from referrals.loop.views import bp as loop_bp
     from referrals.patients.views import bp as patients_bp
 
-    for bp in (auth_bp, patients_bp, loop_bp, admin_bp):
+    for bp in (auth_bp, patients_bp, loop_bp, admin_bp, directory_bp, hsds_bp):
         app.register_blueprint(bp)
+    csrf.exempt(hsds_bp)  # read-only and public: GET only
 
     import referrals.notify.service  # noqa: F401  (registers the sms.notice job handler)
     from referrals.cli import register_commands
