@@ -64,9 +64,9 @@ def create_app(config: dict | None = None) -> Flask:
     web.init_app(app)
 
     from referrals.admin.views import bp as admin_bp
+    from referrals.auth.views import bp as auth_bp
     from referrals.directory.api import bp as hsds_bp
     from referrals.directory.search_views import bp as directory_bp
-    from referrals.auth.views import bp as auth_bp
     from referrals.loop.views import bp as loop_bp
     from referrals.patients.views import bp as patients_bp
 
