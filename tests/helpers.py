@@ -33,6 +33,8 @@ SYSTEM = Actor.system("tests")
 class World:
     orgs: dict[str, Organization] = field(default_factory=dict)
     services: dict[str, Service] = field(default_factory=dict)
+    # Ids survive what can happen to the objects above (detached, expired) across requests.
+    service_ids: dict[str, uuid.UUID] = field(default_factory=dict)
     emails: dict[str, str] = field(default_factory=dict)
 
     def actor(self, who: str) -> Actor:
@@ -125,6 +127,7 @@ def build_world() -> World:
         minimum_age=12,
         maximum_age=24,
     )
+    world.service_ids = {key: service.id for key, service in world.services.items()}
     return world
 
 

@@ -3,6 +3,7 @@ A new route fails this test until it is added to the matrix."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -82,6 +83,21 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/admin/jobs/{job}/retry"): dict(
         clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=404
     ),
+    ("GET", "/listings"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=200, school=403, admin=403
+    ),
+    ("GET", "/listings/{service}/edit"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=200, school=403, admin=403
+    ),
+    ("POST", "/listings/{service}/edit"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=422, school=403, admin=403
+    ),
+    ("POST", "/listings/{service}/capacity"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=422, school=403, admin=403
+    ),
+    ("GET", "/listings/stale"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=200
+    ),
 }
 
 
@@ -89,9 +105,8 @@ def test_the_matrix_covers_every_route(app):
     routes = {
         (
             method,
-            rule.rule.replace("<uuid:patient_id>", "{patient}")
-            .replace("<uuid:referral_id>", "{referral}")
-            .replace("<uuid:job_id>", "{job}"),
+            # <uuid:patient_id> -> {patient}
+            re.sub(r"<(?:\w+:)?(\w+?)(?:_id)?>", r"{\1}", rule.rule),
         )
         for rule in app.url_map.iter_rules()
         if rule.endpoint != "static"
@@ -109,7 +124,13 @@ def test_each_role_gets_exactly_what_it_may(world, app, role):
         client.login(world, role)
     else:
         client.get("/login")
-    ids = {"patient": patient.id, "referral": referral.id, "job": uuid.uuid4()}
+    ids = {
+        "patient": patient.id,
+        "referral": referral.id,
+        "job": uuid.uuid4(),
+        "service": world.services["food"].id,
+        "organization": world.orgs["food"].id,
+    }
     forms = {
         "/patients/{patient}/referrals": referral_form(world),
         "/referrals/{referral}/status": {"action": "note", "version": "1", "note": "Called"},

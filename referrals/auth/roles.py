@@ -48,6 +48,7 @@ class Permission(StrEnum):
     SEND_REFERRALS = "send_referrals"  # register patients, record consent, refer
     WORK_REFERRALS = "work_referrals"  # accept, decline and update referrals received
     VIEW_NETWORK = "view_network"  # audit trail, messages, jobs, metrics; no clinical notes
+    MANAGE_LISTINGS = "manage_listings"  # edit the organisation's directory entries, capacity
 
 
 def permissions_for(role: Role, org_kind: OrgKind) -> frozenset[Permission]:
@@ -62,5 +63,5 @@ def permissions_for(role: Role, org_kind: OrgKind) -> frozenset[Permission]:
         if org_kind is OrgKind.CLINIC:
             return frozenset({Permission.SEND_REFERRALS})
         if org_kind in {OrgKind.CBO, OrgKind.SCHOOL}:
-            return frozenset({Permission.WORK_REFERRALS})
+            return frozenset({Permission.WORK_REFERRALS, Permission.MANAGE_LISTINGS})
     return frozenset()

@@ -9,6 +9,8 @@ from flask import Blueprint, Response, current_app, flash, redirect, request, ur
 from flask_login import login_required
 
 from referrals.auth.roles import Permission
+from referrals.directory.listing import is_stale, own_listings
+from referrals.directory.models import CAPACITY_STATUSES
 from referrals.directory.service import find_services
 from referrals.errors import Conflict, InvalidInput
 from referrals.loop import service
@@ -177,6 +179,10 @@ def inbox() -> Response:
         statuses=STATUS_LABELS,
         inline_actions=inline_actions,
         settings=current_app.config["SETTINGS"],
+        # Admins set their services' capacity from here in one click.
+        listings=own_listings(actor) if actor.can(Permission.MANAGE_LISTINGS) else [],
+        capacities=CAPACITY_STATUSES,
+        is_stale=is_stale,
     )
 
 

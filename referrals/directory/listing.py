@@ -1,0 +1,187 @@
+"""Organisations keep their own directory listings current: edit a service, set its capacity.
+Stale listings (not updated for 180 days) are flagged to their admins, network admins and in
+search results."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from marshmallow import ValidationError, fields, validate, validates_schema
+from sqlalchemy import func, or_, select
+
+from referrals import audit
+from referrals.auth.actor import Actor
+from referrals.auth.roles import Permission
+from referrals.db import transaction, utcnow
+from referrals.directory.models import (
+    CAPACITY_STATUSES,
+    SERVICE_STATUSES,
+    STALE_AFTER_DAYS,
+    Language,
+    Service,
+)
+from referrals.errors import Forbidden, InvalidInput, NotFound
+from referrals.forms import FormSchema, Phone, load
+from referrals.terminology import LANGUAGES, SDOH_CATEGORIES
+
+TEXT = validate.Length(max=4000, error="At most 4000 characters.")
+
+
+def is_stale(service: Service, now: datetime | None = None) -> bool:
+    """Neither the listing nor its capacity was touched for STALE_AFTER_DAYS."""
+    now = now or utcnow()
+    touched = max(service.last_modified, service.capacity_updated_at or service.last_modified)
+    return now - touched > timedelta(days=STALE_AFTER_DAYS)
+
+
+class ListingSchema(FormSchema):
+    name = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=300, error="Between 1 and 300 characters."),
+    )
+    description = fields.String(load_default="", validate=TEXT)
+    status = fields.String(load_default="active", validate=validate.OneOf(SERVICE_STATUSES))
+    eligibility_description = fields.String(load_default=None, validate=TEXT)
+    application_process = fields.String(load_default=None, validate=TEXT)
+    fees_description = fields.String(load_default=None, validate=TEXT)
+    minimum_age = fields.Integer(
+        load_default=None, validate=validate.Range(0, 120, error="An age from 0 to 120.")
+    )
+    maximum_age = fields.Integer(
+        load_default=None, validate=validate.Range(0, 120, error="An age from 0 to 120.")
+    )
+    categories = fields.List(
+        fields.String(validate=validate.OneOf(list(SDOH_CATEGORIES))),
+        required=True,
+        validate=validate.Length(min=1, error="Pick at least one need the service addresses."),
+        error_messages={"required": "Pick at least one need the service addresses."},
+    )
+    languages = fields.List(
+        fields.String(validate=validate.OneOf(list(LANGUAGES))), load_default=list
+    )
+    accepts_electronic_referrals = fields.Boolean(load_default=False)
+    free_of_charge = fields.Boolean(load_default=False)
+    referral_contact_name = fields.String(load_default=None, validate=validate.Length(max=200))
+    referral_contact_phone = Phone(load_default=None)
+    referral_contact_email = fields.Email(
+        load_default=None, error_messages={"invalid": "A valid email address."}
+    )
+
+    @validates_schema
+    def check(self, data: dict, **_: object) -> None:
+        low, high = data.get("minimum_age"), data.get("maximum_age")
+        if low is not None and high is not None and low > high:
+            raise ValidationError("The maximum age is below the minimum age.", "maximum_age")
+
+
+def _own_service(session, actor: Actor, service_id: uuid.UUID, action: str) -> Service:
+    if not actor.can(Permission.MANAGE_LISTINGS):
+        raise Forbidden("Only your organisation's administrators maintain its listings.")
+    service = session.get(Service, service_id)
+    if service is None or service.organization_id != actor.org_id:
+        audit.deny(session, actor, action, "Service", service_id)
+        raise NotFound("No such service among your organisation's listings.")
+    return service
+
+
+def own_listings(actor: Actor) -> list[Service]:
+    """The services the actor's organisation lists, by name."""
+    if not actor.can(Permission.MANAGE_LISTINGS):
+        raise Forbidden("Only your organisation's administrators maintain its listings.")
+    with transaction() as session:
+        return list(
+            session.scalars(
+                select(Service)
+                .where(Service.organization_id == actor.org_id)
+                .order_by(Service.name)
+            )
+        )
+
+
+def get_listing(actor: Actor, service_id: uuid.UUID) -> Service:
+    with transaction() as session:
+        return _own_service(session, actor, service_id, "service.view")
+
+
+def update_listing(actor: Actor, service_id: uuid.UUID, form: Mapping[str, object]) -> Service:
+    """Save an organisation's edit of one of its services."""
+    raw = dict(form)
+    for many in ("categories", "languages"):
+        value = form.getlist(many) if hasattr(form, "getlist") else form.get(many, [])
+        raw[many] = list(value) if value else []
+    if not raw["categories"]:
+        raw.pop("categories")
+    data = load(ListingSchema(), raw)
+    with transaction() as session:
+        service = _own_service(session, actor, service_id, "service.update")
+        for key in (
+            "name",
+            "description",
+            "status",
+            "eligibility_description",
+            "application_process",
+            "fees_description",
+            "minimum_age",
+            "maximum_age",
+            "categories",
+            "accepts_electronic_referrals",
+            "free_of_charge",
+            "referral_contact_name",
+            "referral_contact_phone",
+            "referral_contact_email",
+        ):
+            setattr(service, key, data[key])
+        wanted = list(dict.fromkeys(data["languages"]))
+        kept = [lang for lang in service.languages if lang.code in wanted]
+        known = {lang.code for lang in kept}
+        service.languages = kept + [
+            Language(code=code, name=LANGUAGES[code][0]) for code in wanted if code not in known
+        ]
+        service.language_codes = wanted
+        service.last_modified = utcnow()
+        session.flush()
+        audit.record(session, actor, "service.update", "Service", service.id)
+    return service
+
+
+def set_capacity(actor: Actor, service_id: uuid.UUID, status: str, note: str = "") -> Service:
+    """Say in one click whether a service takes referrals now (SDOHCC capacity codes)."""
+    if status not in CAPACITY_STATUSES:
+        raise InvalidInput(
+            "Unknown capacity.",
+            {"capacity_status": [f"One of: {', '.join(CAPACITY_STATUSES.values())}."]},
+        )
+    if len(note) > 500:
+        raise InvalidInput("Note too long.", {"capacity_note": ["At most 500 characters."]})
+    with transaction() as session:
+        service = _own_service(session, actor, service_id, "service.capacity")
+        service.capacity_status = status
+        service.capacity_note = note.strip() or None
+        service.capacity_updated_at = utcnow()
+        audit.record(
+            session, actor, "service.capacity", "Service", service.id, detail={"status": status}
+        )
+    return service
+
+
+def stale_listings(actor: Actor, now: datetime | None = None) -> list[Service]:
+    """Active services nobody has updated for STALE_AFTER_DAYS, oldest first (network admins)."""
+    if not actor.can(Permission.VIEW_NETWORK):
+        raise Forbidden("Only network administrators see the whole directory's upkeep.")
+    cutoff = (now or utcnow()) - timedelta(days=STALE_AFTER_DAYS)
+    with transaction() as session:
+        touched = func.coalesce(Service.capacity_updated_at, Service.last_modified)
+        return list(
+            session.scalars(
+                select(Service)
+                .where(
+                    Service.status == "active",
+                    Service.last_modified < cutoff,
+                    or_(Service.capacity_updated_at.is_(None), touched < cutoff),
+                )
+                .order_by(Service.last_modified)
+                .limit(500)
+            )
+        )

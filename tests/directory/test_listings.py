@@ -1,0 +1,140 @@
+"""Organisations keep their listings current; stale ones are flagged."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from referrals.audit import AuditEvent
+from referrals.db import db, transaction, utcnow
+from referrals.directory.listing import is_stale, set_capacity, stale_listings, update_listing
+from referrals.directory.models import Service
+from referrals.errors import Forbidden, InvalidInput, NotFound
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def service(world, key="food") -> Service:
+    db.session.remove()
+    return db.session().get(Service, world.service_ids[key])
+
+
+def test_an_org_admin_sets_capacity_in_one_click_from_the_inbox(world, client):
+    client.login(world, "food_admin")
+    inbox = text(client.get("/inbox"))
+    assert "Taking referrals?" in inbox and "Food boxes" in inbox
+    response = client.post(
+        f"/listings/{world.service_ids['food']}/capacity",
+        {"capacity_status": "waitlist", "back": "inbox"},
+        htmx=True,
+    )
+    html = text(response)
+    assert html.lstrip().startswith(
+        f'<div class="capacity" id="capacity-{world.service_ids["food"]}"'
+    )
+    assert "Waiting list" in html and "Food boxes: waiting list." in html
+    saved = service(world)
+    assert saved.capacity_status == "waitlist" and saved.capacity_updated_at is not None
+    assert db.session().scalar(
+        select(AuditEvent.detail).where(AuditEvent.action == "service.capacity")
+    ) == {"status": "waitlist"}
+
+
+def test_capacity_works_without_javascript(world, client):
+    client.login(world, "food_admin")
+    response = client.post(
+        f"/listings/{world.service_ids['food']}/capacity",
+        {"capacity_status": "no-capacity", "back": "inbox"},
+    )
+    assert response.headers["Location"] == "/inbox"
+    assert "Food boxes: not accepting referrals." in text(client.get("/inbox"))
+
+
+def test_staff_who_are_not_admins_see_no_capacity_controls(world, client):
+    client.login(world, "food")
+    assert "Taking referrals?" not in text(client.get("/inbox"))
+
+
+def test_capacity_rules(world):
+    admin = world.actor("food_admin")
+    with pytest.raises(InvalidInput):
+        set_capacity(admin, world.service_ids["food"], "full-ish")
+    with pytest.raises(NotFound):
+        set_capacity(admin, world.service_ids["housing"], "capacity")  # another org's
+    with pytest.raises(Forbidden):
+        set_capacity(world.actor("food"), world.service_ids["food"], "capacity")
+    assert service(world, "housing").capacity_status is None
+
+
+def test_editing_a_listing(world, client):
+    client.login(world, "food_admin")
+    url = f"/listings/{world.service_ids['food']}/edit"
+    page = text(client.get(url))
+    assert 'value="Food boxes"' in page
+    response = client.post(
+        url,
+        {
+            "name": "Weekend food boxes",
+            "status": "active",
+            "categories": ["food-insecurity"],
+            "languages": ["en", "es", "vi"],
+            "minimum_age": "0",
+            "maximum_age": "99",
+            "accepts_electronic_referrals": "y",
+            "free_of_charge": "y",
+            "referral_contact_phone": "(510) 555-0199",
+        },
+    )
+    assert response.headers["Location"] == "/listings"
+    saved = service(world)
+    assert saved.name == "Weekend food boxes" and saved.free_of_charge is True
+    assert saved.language_codes == ["en", "es", "vi"]
+    assert sorted(lang.code for lang in saved.languages) == ["en", "es", "vi"]
+    assert saved.referral_contact_phone == "+15105550199"
+    assert "“Weekend food boxes” is saved." in text(client.get("/listings"))
+
+
+def test_a_bad_edit_is_explained_and_not_saved(world, client):
+    client.login(world, "food_admin")
+    url = f"/listings/{world.service_ids['food']}/edit"
+    client.get(url)
+    response = client.post(
+        url,
+        {"name": "", "minimum_age": "30", "maximum_age": "10", "referral_contact_email": "nope"},
+    )
+    html = text(response)
+    assert response.status_code == 422
+    assert "Pick at least one need the service addresses." in html
+    assert "A valid email address." in html
+    assert service(world).name == "Food boxes"
+
+
+def test_only_the_organisations_admins_edit_its_listings(world):
+    form = {"name": "x", "categories": ["food-insecurity"]}
+    with pytest.raises(NotFound):
+        update_listing(world.actor("food_admin"), world.service_ids["housing"], form)
+    with pytest.raises(Forbidden):
+        update_listing(world.actor("clinician"), world.service_ids["food"], form)
+
+
+def test_listings_untouched_for_180_days_are_stale(world, client):
+    long_ago = utcnow() - timedelta(days=181)
+    with transaction() as session:
+        session.execute(
+            update(Service)
+            .where(Service.id == world.service_ids["food"])
+            .values(last_modified=long_ago)
+        )
+    assert is_stale(service(world)) and not is_stale(service(world, "housing"))
+    assert [s.name for s in stale_listings(world.actor("admin"))] == ["Food boxes"]
+    set_capacity(world.actor("food_admin"), world.service_ids["food"], "capacity")
+    assert not is_stale(service(world))
+    assert stale_listings(world.actor("admin")) == []
+    with pytest.raises(Forbidden):
+        stale_listings(world.actor("food_admin"))
+    client.login(world, "admin")
+    assert "Every active listing was updated" in text(client.get("/listings/stale"))
