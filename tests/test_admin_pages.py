@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from referrals.jobs import run_due_jobs
 from tests.helpers import make_patient, move, send
 
@@ -53,3 +55,22 @@ def test_network_admin_cannot_read_referrals(world, client):
     client.login(world, "admin")
     response = client.get(f"/referrals/{referral.id}")
     assert response.status_code == 404 and "Private clinical detail" not in text(response)
+
+
+def test_network_admins_edit_the_taxonomy_to_sdoh_mapping(world, client):
+    client.login(world, "admin")
+    client.get("/admin/taxonomy-map")
+    response = client.post("/admin/taxonomy-map", {
+        "taxonomy": "AIRS/211 LA", "term_code": "BD-1800.2000", "term_name": "Food Pantries",
+        "sdoh_category": "food-insecurity"})
+    assert response.headers["Location"] == "/admin/taxonomy-map"
+    html = text(client.get("/admin/taxonomy-map"))
+    assert "BD-1800.2000" in html and "Food insecurity" in html
+    again = client.post("/admin/taxonomy-map", {
+        "taxonomy": "AIRS/211 LA", "term_code": "BD-1800.2000", "sdoh_category": "stress"})
+    assert again.status_code == 422 and "Already mapped to Food insecurity." in text(again)
+    bad = client.post("/admin/taxonomy-map", {"taxonomy": "", "sdoh_category": "weather"})
+    assert "Pick an SDOH domain." in text(bad) and "Give the term&#39;s code" in text(bad)
+    row_id = re.search(r"/admin/taxonomy-map/([0-9a-f-]{36})/delete", html).group(1)
+    client.post(f"/admin/taxonomy-map/{row_id}/delete")
+    assert "BD-1800.2000" not in text(client.get("/admin/taxonomy-map"))

@@ -95,6 +95,15 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/listings/{service}/capacity"): dict(
         clinician=403, other_clinician=403, food=403, food_admin=422, school=403, admin=403
     ),
+    ("GET", "/admin/taxonomy-map"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=200
+    ),
+    ("POST", "/admin/taxonomy-map"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=422
+    ),
+    ("POST", "/admin/taxonomy-map/{row}/delete"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=404
+    ),
     ("GET", "/listings/stale"): dict(
         clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=200
     ),
@@ -128,6 +137,7 @@ def test_each_role_gets_exactly_what_it_may(world, app, role):
         "patient": patient.id,
         "referral": referral.id,
         "job": uuid.uuid4(),
+        "row": uuid.uuid4(),
         "service": world.services["food"].id,
         "organization": world.orgs["food"].id,
     }

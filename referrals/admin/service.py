@@ -12,9 +12,11 @@ from referrals.auth.actor import Actor
 from referrals.auth.models import User
 from referrals.auth.roles import Permission
 from referrals.db import transaction, utcnow
+from referrals.directory.models import TaxonomySdohMap
 from referrals.errors import Forbidden, InvalidInput, NotFound
 from referrals.jobs import DEAD, QUEUED, Job
 from referrals.notify.models import Message
+from referrals.terminology import SDOH_CATEGORIES
 
 LIMIT = 200
 CHAIN_WINDOW = 1000  # entries the audit page re-checks; `flask audit-verify` checks them all
@@ -91,3 +93,74 @@ def retry_job(actor: Actor, job_id: uuid.UUID) -> Job:
         job.status, job.attempts, job.run_after, job.finished_at = QUEUED, 0, utcnow(), None
         audit.record(session, actor, "job.retry", "Job", job.id, detail={"kind": job.kind})
     return job
+
+
+def taxonomy_map(actor: Actor) -> list[TaxonomySdohMap]:
+    """The mapping from directory taxonomy terms to SDOH domains, by taxonomy and code."""
+    _require_network(actor)
+    with transaction() as session:
+        return list(
+            session.scalars(
+                select(TaxonomySdohMap).order_by(
+                    TaxonomySdohMap.taxonomy, TaxonomySdohMap.term_code, TaxonomySdohMap.term_name
+                )
+            )
+        )
+
+
+def add_taxonomy_mapping(actor: Actor, form: dict) -> TaxonomySdohMap:
+    """Map one more taxonomy term (by code, or by name when it has none) to an SDOH domain."""
+    _require_network(actor)
+    taxonomy = (form.get("taxonomy") or "").strip()[:100]
+    code = (form.get("term_code") or "").strip()[:100] or None
+    name = (form.get("term_name") or "").strip()[:300] or None
+    category = form.get("sdoh_category") or ""
+    problems: dict[str, list[str]] = {}
+    if not taxonomy:
+        problems["taxonomy"] = ["Which taxonomy the term comes from, e.g. AIRS/211 LA."]
+    if not code and not name:
+        problems["term_code"] = ["Give the term's code, or its name when it has no code."]
+    if category not in SDOH_CATEGORIES:
+        problems["sdoh_category"] = ["Pick an SDOH domain."]
+    if problems:
+        raise InvalidInput("The mapping cannot be added.", problems)
+    with transaction() as session:
+        duplicate = session.scalar(
+            select(TaxonomySdohMap).where(
+                TaxonomySdohMap.taxonomy == taxonomy,
+                TaxonomySdohMap.term_code == code if code else TaxonomySdohMap.term_name == name,
+            )
+        )
+        if duplicate is not None:
+            raise InvalidInput(
+                "That term is mapped already.",
+                {"term_code": [f"Already mapped to {SDOH_CATEGORIES[duplicate.sdoh_category]}."]},
+            )
+        row = TaxonomySdohMap(
+            id=uuid.uuid4(),
+            taxonomy=taxonomy,
+            term_code=code,
+            term_name=name,
+            sdoh_category=category,
+        )
+        session.add(row)
+        session.flush()
+        audit.record(
+            session,
+            actor,
+            "taxonomy_map.add",
+            "TaxonomySdohMap",
+            row.id,
+            detail={"category": category},
+        )
+    return row
+
+
+def remove_taxonomy_mapping(actor: Actor, row_id: uuid.UUID) -> None:
+    _require_network(actor)
+    with transaction() as session:
+        row = session.get(TaxonomySdohMap, row_id)
+        if row is None:
+            raise NotFound("No such mapping.")
+        session.delete(row)
+        audit.record(session, actor, "taxonomy_map.remove", "TaxonomySdohMap", row_id)

@@ -10,6 +10,7 @@ from flask_login import login_required
 from referrals.admin import service
 from referrals.auth.roles import Permission
 from referrals.errors import InvalidInput
+from referrals.terminology import SDOH_CATEGORIES
 from referrals.web import render, require
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -60,3 +61,37 @@ def retry(job_id: uuid.UUID) -> Response:
     service.retry_job(actor, job_id)
     flash("The job will be tried again.", "success")
     return redirect(url_for("admin.jobs"))
+
+
+@bp.route("/taxonomy-map", methods=["GET", "POST"])
+@login_required
+def taxonomy_map() -> Response:
+    actor = require(Permission.VIEW_NETWORK)
+    errors: dict = {}
+    form: dict = {}
+    if request.method == "POST":
+        form = request.form.to_dict()
+        try:
+            service.add_taxonomy_mapping(actor, form)
+        except InvalidInput as err:
+            errors = err.fields
+        else:
+            flash("Mapping added. It applies to the next import of the directory.", "success")
+            return redirect(url_for("admin.taxonomy_map"))
+    return render(
+        "admin/taxonomy_map.html",
+        status=422 if errors else 200,
+        rows=service.taxonomy_map(actor),
+        errors=errors,
+        form=form,
+        categories=SDOH_CATEGORIES,
+    )
+
+
+@bp.post("/taxonomy-map/<uuid:row_id>/delete")
+@login_required
+def remove_mapping(row_id: uuid.UUID) -> Response:
+    actor = require(Permission.VIEW_NETWORK)
+    service.remove_taxonomy_mapping(actor, row_id)
+    flash("Mapping removed.", "success")
+    return redirect(url_for("admin.taxonomy_map"))
