@@ -7,8 +7,9 @@ from sqlalchemy import func, select
 from referrals.auth.actor import Actor
 from referrals.auth.models import Membership, Organization, User
 from referrals.auth.service import actor_for, create_user
-from referrals.db import db
+from referrals.db import db, transaction
 from referrals.directory.service import add_service, register_organization
+from referrals.directory.taxonomy_map import seed_taxonomy_map
 from referrals.loop.service import change_referral, send_referral
 from referrals.patients.service import register_patient
 from referrals.terminology import california_today
@@ -214,6 +215,8 @@ def seed(*, if_empty: bool = False) -> bool:
     for email, name, org, role in DEMO_USERS:
         create_user(system, email=email, name=name, password=DEMO_PASSWORD, org_name=org, role=role)
     services = {org: add_service(system, orgs[org], **fields) for org, fields in SERVICES}
+    with transaction() as session:
+        seed_taxonomy_map(session)  # 211 and Open Eligibility terms -> SDOH domains
     clinician = _actor("dr.rivera@sunrise.example")
     patients = {p["given_name"]: register_patient(clinician, p) for p in PATIENTS}
     today = california_today().isoformat()
