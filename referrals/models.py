@@ -20,6 +20,7 @@ from referrals.directory.models import (
     TaxonomySdohMap,
     TaxonomyTerm,
 )
+from referrals.directory.search import SearchHours, SearchRow  # noqa: F401 (search tables)
 from referrals.jobs import Job
 from referrals.loop.models import Referral, ReferralEvent, Task
 from referrals.notify.models import Message

@@ -68,6 +68,9 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/referrals/{referral}/status"): dict(
         clinician=302, other_clinician=404, food=302, food_admin=302, school=404, admin=404
     ),
+    ("GET", "/directory"): dict(
+        clinician=200, other_clinician=200, food=200, food_admin=200, school=200, admin=200
+    ),
     ("GET", "/inbox"): dict(
         clinician=403, other_clinician=403, food=200, food_admin=200, school=200, admin=403
     ),
@@ -107,6 +110,88 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/listings/stale"): dict(
         clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=200
     ),
+    # The public HSDS API: the same for everyone, signed in or not (no taxonomy exists).
+    ("GET", "/hsds/"): dict(
+        anonymous=200,
+        clinician=200,
+        other_clinician=200,
+        food=200,
+        food_admin=200,
+        school=200,
+        admin=200,
+    ),
+    ("GET", "/hsds/services"): dict(
+        anonymous=200,
+        clinician=200,
+        other_clinician=200,
+        food=200,
+        food_admin=200,
+        school=200,
+        admin=200,
+    ),
+    ("GET", "/hsds/services/{service}"): dict(
+        anonymous=200,
+        clinician=200,
+        other_clinician=200,
+        food=200,
+        food_admin=200,
+        school=200,
+        admin=200,
+    ),
+    ("GET", "/hsds/organizations"): dict(
+        anonymous=200,
+        clinician=200,
+        other_clinician=200,
+        food=200,
+        food_admin=200,
+        school=200,
+        admin=200,
+    ),
+    ("GET", "/hsds/organizations/{organization}"): dict(
+        anonymous=200,
+        clinician=200,
+        other_clinician=200,
+        food=200,
+        food_admin=200,
+        school=200,
+        admin=200,
+    ),
+    ("GET", "/hsds/taxonomies"): dict(
+        anonymous=200,
+        clinician=200,
+        other_clinician=200,
+        food=200,
+        food_admin=200,
+        school=200,
+        admin=200,
+    ),
+    ("GET", "/hsds/taxonomies/{taxonomy}"): dict(
+        anonymous=404,
+        clinician=404,
+        other_clinician=404,
+        food=404,
+        food_admin=404,
+        school=404,
+        admin=404,
+    ),
+    ("GET", "/hsds/taxonomy_terms"): dict(
+        anonymous=200,
+        clinician=200,
+        other_clinician=200,
+        food=200,
+        food_admin=200,
+        school=200,
+        admin=200,
+    ),
+    ("GET", "/hsds/taxonomy_terms/{term}"): dict(
+        anonymous=404,
+        clinician=404,
+        other_clinician=404,
+        food=404,
+        food_admin=404,
+        school=404,
+        admin=404,
+    ),
 }
 
 
@@ -140,6 +225,8 @@ def test_each_role_gets_exactly_what_it_may(world, app, role):
         "row": uuid.uuid4(),
         "service": world.services["food"].id,
         "organization": world.orgs["food"].id,
+        "taxonomy": uuid.uuid4(),
+        "term": uuid.uuid4(),
     }
     forms = {
         "/patients/{patient}/referrals": referral_form(world),

@@ -22,6 +22,7 @@ from referrals.directory.models import (
     Language,
     Service,
 )
+from referrals.directory.search import refresh_search_rows
 from referrals.errors import Forbidden, InvalidInput, NotFound
 from referrals.forms import FormSchema, Phone, load
 from referrals.terminology import LANGUAGES, SDOH_CATEGORIES
@@ -142,6 +143,7 @@ def update_listing(actor: Actor, service_id: uuid.UUID, form: Mapping[str, objec
         service.language_codes = wanted
         service.last_modified = utcnow()
         session.flush()
+        refresh_search_rows(session, service)
         audit.record(session, actor, "service.update", "Service", service.id)
     return service
 
@@ -160,6 +162,8 @@ def set_capacity(actor: Actor, service_id: uuid.UUID, status: str, note: str = "
         service.capacity_status = status
         service.capacity_note = note.strip() or None
         service.capacity_updated_at = utcnow()
+        session.flush()
+        refresh_search_rows(session, service)
         audit.record(
             session, actor, "service.capacity", "Service", service.id, detail={"status": status}
         )

@@ -19,6 +19,7 @@ from referrals.directory.models import (
     Service,
     ServiceAtLocation,
 )
+from referrals.directory.search import refresh_search_rows
 from referrals.errors import InvalidInput
 from referrals.terminology import LANGUAGES, SDOH_CATEGORIES
 
@@ -93,6 +94,7 @@ def add_service(
             service.service_at_locations = [ServiceAtLocation(location=location)]
         session.add(service)
         session.flush()
+        refresh_search_rows(session, service)
         audit.record(session, actor, "service.create", "Service", service.id)
     return service
 

@@ -11,7 +11,7 @@ from flask_login import login_required
 from referrals.auth.roles import Permission
 from referrals.directory.listing import is_stale, own_listings
 from referrals.directory.models import CAPACITY_STATUSES
-from referrals.directory.service import find_services
+from referrals.directory.search import SEARCH_FIELDS, run_search
 from referrals.errors import Conflict, InvalidInput
 from referrals.loop import service
 from referrals.loop.lifecycle import (
@@ -46,24 +46,33 @@ def _referral_form(
 ) -> Response:
     actor = current_actor()
     patient = patients.get_patient(actor, patient_id)
-    category = request.values.get("category") or form.get("category") or None
-    if category not in SDOH_CATEGORIES:
-        category = None
-    services = find_services(category=category)
+    age = patient.age(california_today())
+    search = _service_search(form, zip_code=patient.zip_code, age=age, language=patient.language)
+    found = run_search(search, other_languages=True)
     return render(
         "loop/new.html",
         "services" if request.args.get("fragment") == "services" else None,
         status=status,
         patient=patient,
-        services=services,
+        found=found,
+        search=search,
         form=form,
         errors=errors,
         error=error,
-        category=category,
+        category=search.get("category"),
         categories=SDOH_CATEGORIES,
-        age=patient.age(california_today()),
+        age=age,
         today=california_today().isoformat(),
     )
+
+
+def _service_search(form: dict, *, zip_code: str, age: int, language: str) -> dict[str, str]:
+    """The directory search the form shows: what the clinician set, or at first the patient's
+    ZIP, age and language (the same search as the directory page)."""
+    search = {name: str(form.get(name) or "") for name in ("category", *SEARCH_FIELDS)}
+    if not any(name in form for name in ("zip", "radius", "language", "age")):
+        search.update(zip=zip_code or "", age=str(age), language=language or "")
+    return search
 
 
 @bp.get("/patients/<uuid:patient_id>/referrals/new")
@@ -79,6 +88,8 @@ def new(patient_id: uuid.UUID) -> Response:
 @login_required
 def create(patient_id: uuid.UUID) -> Response:
     require(Permission.SEND_REFERRALS)
+    if request.form.get("find_services"):  # the search's own button, for browsers without JS
+        return _referral_form(patient_id, dict(request.form), {})
     try:
         referral = service.send_referral(current_actor(), patient_id, request.form)
     except InvalidInput as err:

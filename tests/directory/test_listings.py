@@ -138,3 +138,20 @@ def test_listings_untouched_for_180_days_are_stale(world, client):
         stale_listings(world.actor("food_admin"))
     client.login(world, "admin")
     assert "Every active listing was updated" in text(client.get("/listings/stale"))
+
+
+def test_search_sees_a_listing_edit_and_a_capacity_change_at_once(world):
+    from referrals.directory.search import parse_search, search_services
+
+    def found(**values: str) -> list[str]:
+        db.session.remove()
+        page = search_services(db.session(), parse_search(values), limit=20)
+        return [r.service.name for r in page.results]
+
+    assert "Food boxes" in found(need="food-insecurity", accepting="y")
+    set_capacity(world.actor("food_admin"), world.service_ids["food"], "no-capacity")
+    assert "Food boxes" not in found(need="food-insecurity", accepting="y")
+    update_listing(world.actor("food_admin"), world.service_ids["food"],
+                   {"name": "Food boxes", "categories": ["utility-insecurity"]})
+    assert "Food boxes" not in found(need="food-insecurity")
+    assert "Food boxes" in found(need="utility-insecurity")
