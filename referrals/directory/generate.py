@@ -215,13 +215,14 @@ CAPACITY_SHARES: tuple[tuple[str | None, int], ...] = (
     ("additional-assessment-required", 5),
     (None, 13),
 )
-# Weekly schedules: (byday, opens, closes); DAILY for round the clock; empty: none published.
+# Weekly schedules (freq, byday, opens, closes), all valid HSDS (freq WEEKLY or MONTHLY, times
+# HH:MM): round the clock is every day 00:00-23:59; empty: none published.
 SCHEDULE_PATTERNS: tuple[tuple[tuple[str, str, str, str], ...], ...] = (
     (("WEEKLY", "MO,TU,WE,TH,FR", "09:00", "17:00"),),
     (("WEEKLY", "MO,TU,WE,TH,FR", "08:00", "16:30"), ("WEEKLY", "SA", "10:00", "14:00")),
     (("WEEKLY", "TU,TH", "13:00", "19:00"),),
     (("WEEKLY", "MO,WE,FR", "10:00", "15:00"),),
-    (("DAILY", "", "00:00", "24:00"),),
+    (("WEEKLY", "MO,TU,WE,TH,FR,SA,SU", "00:00", "23:59"),),
     (("WEEKLY", "FR,SA", "18:00", "02:00"),),
     (),
 )

@@ -70,3 +70,16 @@ def test_the_command_reports_what_it_added(app):
     assert db.session().scalar(select(func.count(Service.id))) == 80
     result = CliRunner().invoke(app.cli, ["gen-directory", "--services", "0"])
     assert result.exit_code == 2 and "--services" in result.output
+
+
+def test_a_generated_directory_exports_as_valid_hsds(world, tmp_path):
+    from referrals.directory.hsds.exporter import export_json
+    from referrals.directory.hsds.importer import import_hsds
+
+    generate_directory(db.session(), 300, seed=11)
+    db.session().commit()
+    export_json(tmp_path / "out")
+    db.session.remove()
+    report = import_hsds(tmp_path / "out", dry_run=True)
+    assert report.ok, report.lines()[:5]
+    assert report.dataset.count("service") >= 300
