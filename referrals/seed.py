@@ -36,6 +36,7 @@ ORGANIZATIONS = [
 DEMO_USERS = [
     ("dr.rivera@sunrise.example", "Dr. Elena Rivera", CLINIC, "clinician"),
     ("intake@foodbank.example", "Marcus Lee", FOOD, "cbo_staff"),
+    ("manager@foodbank.example", "Rosa Alvarez", FOOD, "org_admin"),
     ("casework@housinghelp.example", "Priya Shah", HOUSING, "cbo_staff"),
     ("frc@oakvalley.example", "Tomás Reyes", SCHOOL, "school_staff"),
     ("dispatch@eastbayrides.example", "Dana Brooks", RIDES, "cbo_staff"),
