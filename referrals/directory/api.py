@@ -193,9 +193,8 @@ def services() -> Response:
                 {"id": str(s.id), "last_modified": Serializer.stamp(s.last_modified)} for s in rows
             ]
         serializer = Serializer(db.session())
-        if full:
-            serializer.prefetch_services(rows)
-        return [serializer.service(s, minimal=not full) for s in rows]
+        serializer.prefetch_services(rows)
+        return [public(serializer.service(s, minimal=not full)) for s in rows]
 
     return _page(stmt, render)
 
@@ -206,13 +205,17 @@ def service(service_id: str) -> Response | tuple[Response, int]:
     row = _get(Service, service_id)
     if row is None:
         return _not_found("service", service_id)
-    return jsonify(Serializer(db.session()).service(row))
+    return jsonify(public(Serializer(db.session()).service(row)))
 
 
 @bp.get("/organizations")
 def organizations() -> Response:
     """A page of organizations (their own fields; one by id nests the rest)."""
-    stmt = select(Organization).order_by(Organization.name, Organization.id)
+    stmt = (
+        select(Organization)
+        .where(Organization.id.in_(select(Service.organization_id)))
+        .order_by(Organization.name, Organization.id)
+    )
     search = (request.args.get("search") or "").strip()
     if search:
         like = _like(search)
@@ -235,7 +238,7 @@ def organizations() -> Response:
 @bp.get("/organizations/<organization_id>")
 def organization(organization_id: str) -> Response | tuple[Response, int]:
     row = _get(Organization, organization_id)
-    if row is None:
+    if row is None or not _provides_services(row.id):
         return _not_found("organization", organization_id)
     return jsonify(Serializer(db.session()).organization(row))
 
@@ -294,6 +297,29 @@ def taxonomy_term(term_id: str) -> Response | tuple[Response, int]:
     if row is None:
         return _not_found("taxonomy term", term_id)
     return jsonify(Serializer(db.session()).taxonomy_term(row))
+
+
+def _provides_services(organization_id: uuid.UUID) -> bool:
+    """Only organisations in the directory are public: not clinics or the network itself."""
+    return (
+        db.session().scalar(
+            select(Service.id).where(Service.organization_id == organization_id).limit(1)
+        )
+        is not None
+    )
+
+
+def public(service: dict) -> dict:
+    """A service as the public may see it: a sensitive one (a shelter for people escaping
+    violence, say) does not publish where it is."""
+    if not (service.get("x_referrals") or {}).get("sensitive"):
+        return service
+    for link in service.get("service_at_locations") or []:
+        location = link.get("location")
+        if isinstance(location, dict):
+            location["addresses"] = []
+            location["latitude"] = location["longitude"] = None
+    return service
 
 
 def _get(model: type, raw_id: str) -> Any:

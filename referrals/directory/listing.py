@@ -161,7 +161,9 @@ def set_capacity(actor: Actor, service_id: uuid.UUID, status: str, note: str = "
         service = _own_service(session, actor, service_id, "service.capacity")
         service.capacity_status = status
         service.capacity_note = note.strip() or None
-        service.capacity_updated_at = utcnow()
+        # HSDS: a service's last_modified covers its related data; feeds polling with
+        # modified_after must see capacity changes.
+        service.capacity_updated_at = service.last_modified = utcnow()
         session.flush()
         refresh_search_rows(session, service)
         audit.record(
