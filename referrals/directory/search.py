@@ -250,7 +250,11 @@ def weekly_hours(schedules: Iterable[Schedule]) -> list[tuple[int, int, int]]:
     for schedule in schedules:
         freq = (schedule.freq or "WEEKLY").upper()
         opens, closes = _minutes(schedule.opens_at), _minutes(schedule.closes_at)
-        if opens is None or closes is None or opens == closes:
+        if opens is None or closes is None:
+            continue
+        if opens == closes == 0 or (opens == 0 and closes == MINUTES_PER_DAY - 1):
+            closes = MINUTES_PER_DAY  # 00:00-00:00 or 00:00-23:59: round the clock
+        elif opens == closes:
             continue
         if freq == "DAILY":
             days = range(7)

@@ -232,3 +232,13 @@ def test_reindexing_rewrites_the_search_rows_from_the_directory(world, app):
     assert result.exit_code == 0 and "Search rows rewritten for 5 services." in result.output
     assert session.scalar(select(func.count(SearchRow.id))) == before
     assert names({"zip": "90011"}) == ["Pantry"]
+
+
+def test_round_the_clock_schedules_are_open_all_day():
+    from referrals.directory.models import Schedule
+    from referrals.directory.search import weekly_hours
+
+    for closes in ("00:00", "23:59"):
+        hours = weekly_hours([Schedule(freq="WEEKLY", byday="MO", opens_at="00:00",
+                                       closes_at=closes)])
+        assert hours == [(0, 0, 1440)]
