@@ -35,6 +35,9 @@ class Organization(Base):
     uri: Mapped[str | None] = mapped_column(String(500))
     parent_organization_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # HSDS fields we have no column for (funding, required_documents, deprecated fields…),
+    # kept verbatim so that an export gives back what was imported.
+    hsds_extra: Mapped[dict] = mapped_column(default=dict)
 
     @property
     def org_kind(self) -> OrgKind:

@@ -86,6 +86,9 @@ class Service(Base):
     language_codes: Mapped[list] = mapped_column(default=list)
     free_of_charge: Mapped[bool | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # HSDS fields we have no column for (funding, required_documents, deprecated fields…),
+    # kept verbatim so that an export gives back what was imported.
+    hsds_extra: Mapped[dict] = mapped_column(default=dict)
 
     organization: Mapped[Organization] = relationship(lazy="joined")
     languages: Mapped[list[Language]] = relationship(
@@ -145,6 +148,9 @@ class Location(Base):
     longitude: Mapped[float | None] = mapped_column(Float)
     external_identifier: Mapped[str | None] = mapped_column(String(200))
     external_identifier_type: Mapped[str | None] = mapped_column(String(100))
+    # HSDS fields we have no column for (funding, required_documents, deprecated fields…),
+    # kept verbatim so that an export gives back what was imported.
+    hsds_extra: Mapped[dict] = mapped_column(default=dict)
 
     addresses: Mapped[list[Address]] = relationship(cascade="all, delete-orphan")
     phones: Mapped[list[Phone]] = relationship(
@@ -185,6 +191,9 @@ class ServiceAtLocation(Base):
         ForeignKey("locations.id", ondelete="CASCADE"), index=True
     )
     description: Mapped[str | None] = mapped_column(Text)
+    # HSDS fields we have no column for (funding, required_documents, deprecated fields…),
+    # kept verbatim so that an export gives back what was imported.
+    hsds_extra: Mapped[dict] = mapped_column(default=dict)
 
     service: Mapped[Service] = relationship(back_populates="service_at_locations")
     location: Mapped[Location] = relationship(lazy="joined")

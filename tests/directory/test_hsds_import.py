@@ -57,7 +57,12 @@ def test_the_published_full_service_example_imports_with_its_fields(app):
     lines = "\n".join(report.lines())
     assert "latitude: 100 is outside -90..90; imported without coordinates" in lines
     assert "parent_organization_id: no organization with id cd09a387" in lines
-    assert "Not stored (no place for it yet): service.funding ×1" in lines
+    assert "Not stored" not in lines
+    # What we have no column for is kept verbatim on its record.
+    assert service.hsds_extra["funding"][0]["id"] == "1f2df32c-bf08-4b8e-bd6f-e834014b19bc"
+    assert service.hsds_extra["wait_time"] == "wait_time"
+    assert service.organization.hsds_extra["tax_status"] == "tax_status"
+    assert location.hsds_extra["accessibility"][0]["details"].startswith("Switch hearing aid")
 
 
 def test_the_published_examples_fail_strict_mode_on_their_placeholder_coordinates(app):
@@ -340,7 +345,9 @@ def test_the_published_csv_tables_parse_and_their_unrelated_ids_are_caught(app):
         f"24682fa0-3eda-4afc-a026-84a21c7a882e {unknown}",
     ]
     assert len(errors) == 12
-    assert report.dataset.not_stored["service.wait_time"] == 1
+    assert not report.dataset.not_stored
+    service = report.dataset.records["service"][uuid.UUID("ac148810-d857-441c-9679-408f346de14b")]
+    assert service.extra is not None and service.extra["wait_time"] == "wait_time"
     assert report.dataset.count("service") == 1 and report.dataset.count("phone") == 1
     phone = report.dataset.records["phone"][uuid.UUID("1554f2e2-a373-45db-a3fa-9fc48a61c15e")]
     assert phone.values["number"] == '"+44 1234 234567"' and phone.values["extension"] == "100"
@@ -496,3 +503,60 @@ def test_language_codes_are_checked_and_attributes_of_unkept_tables_are_counted(
     report = import_hsds(package(tmp_path / "pkg", tables))
     assert report.ok, report.lines()
     assert "Not stored (no place for it yet): attribute of accessibility ×1" in report.lines()
+
+
+def test_fields_without_a_column_are_kept_and_a_new_input_replaces_them(app, tmp_path):
+    funding = [{"id": "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb", "source": "County grant"}]
+    doc = service_doc(funding=funding, wait_time="Two weeks", x_vendor={"rank": 3})
+    assert import_hsds(write(tmp_path, "first.json", doc)).ok
+    db.session.remove()
+    service = db.session().get(Service, uuid.UUID(doc["id"]))
+    assert service.hsds_extra == {
+        "funding": funding,
+        "wait_time": "Two weeks",
+        "x_vendor": {"rank": 3},
+    }
+
+    # A field left out is cleared; an array left out is kept, as nested lists are.
+    report = import_hsds(write(tmp_path, "second.json", service_doc()))
+    assert report.ok and report.updated["service"] == 1
+    db.session.remove()
+    assert db.session().get(Service, uuid.UUID(doc["id"])).hsds_extra == {"funding": funding}
+    assert import_hsds(write(tmp_path, "third.json", service_doc(funding=[]))).ok
+    db.session.remove()
+    assert db.session().get(Service, uuid.UUID(doc["id"])).hsds_extra == {"funding": []}
+
+
+def test_two_copies_of_a_location_must_agree_on_fields_without_a_column(app, tmp_path):
+    doc = service_doc()
+    location = dict(doc["service_at_locations"][0]["location"], accessibility=[{"id": "x"}])
+    doc["service_at_locations"][0]["location"] = location
+    doc["organization"]["locations"] = [dict(location, accessibility=[{"id": "y"}])]
+    report = import_hsds(write(tmp_path, "copies.json", doc))
+    assert [str(p) for p in report.dataset.errors] == [
+        "copies.json:record 1/service_at_locations[0]/location: accessibility: differs from "
+        "the copy at copies.json:record 1/organization/locations[0]"
+    ]
+
+
+def test_kept_fields_in_a_data_package_are_read_by_their_declared_type(app, tmp_path):
+    service_id = "11111111-1111-4111-8111-111111111111"
+    tables = {
+        "organizations": ORG_CSV,
+        "services": "id,organization_id,name,status,fees,funding,capacity\n"
+        f'{service_id},22222222-2222-4222-8222-222222222222,Pantry,active,12,"[{{""id"": ""f""}}]",'
+        "7\n",
+    }
+    fields = [{"name": n, "type": t} for n, t in (("funding", "array"), ("capacity", "integer"))]
+    manifest = {
+        "resources": [
+            {"name": "organizations", "path": "organizations.csv"},
+            {"name": "services", "path": "services.csv", "schema": {"fields": fields}},
+        ]
+    }
+    report = import_hsds(package(tmp_path / "pkg", tables, manifest))
+    assert report.ok, report.lines()
+    db.session.remove()
+    service = db.session().get(Service, uuid.UUID(service_id))
+    # Undeclared columns are text, as every CSV cell is.
+    assert service.hsds_extra == {"fees": "12", "funding": [{"id": "f"}], "capacity": 7}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select
 
+from referrals.auth.models import Organization
 from referrals.db import db, transaction
 from referrals.directory.hsds.exporter import export_json, export_tabular
 from referrals.directory.hsds.importer import import_hsds
@@ -166,3 +167,93 @@ def test_importing_the_same_export_twice_changes_nothing(app, world, tmp_path):
     assert service.free_of_charge is True
     assert sorted(service.language_codes) == ["en", "es"]
     assert db.session().scalar(select(Service.status).where(Service.id == uuid.uuid4())) is None
+
+
+# Where our export of the published full example rightly differs from it: the placeholder
+# coordinates (100, 101) are out of range and rejected; the parent organization and parent
+# taxonomy term are not in the file, so those links are left empty; and an attribute's
+# link_entity names the table it sits in, which the example leaves as a placeholder.
+FULL_EXAMPLE_EXCEPTIONS = {
+    "organization.parent_organization_id",
+    "organization.locations[3a19ff88-4620-4d17-9830-ac1d859eb5d5].latitude",
+    "organization.locations[3a19ff88-4620-4d17-9830-ac1d859eb5d5].longitude",
+    "service.service_at_locations[e94c9f38-1e8f-4564-91d4-d53501ab1765].location.latitude",
+    "service.service_at_locations[e94c9f38-1e8f-4564-91d4-d53501ab1765].location.longitude",
+    "service.attributes[ae58cc39-8b70-4ab1-8aea-786882e5ac8e].link_entity",
+    "service.attributes[ae58cc39-8b70-4ab1-8aea-786882e5ac8e].taxonomy_term.parent_id",
+}
+
+
+def differences(expected: object, actual: object, path: str) -> set[str]:
+    """Every path where `actual` lacks or changes a field of `expected` (it may add fields)."""
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return {path}
+        found = set()
+        for key, value in expected.items():
+            if key not in actual:
+                found.add(f"{path}.{key} (missing)")
+            else:
+                found |= differences(value, actual[key], f"{path}.{key}")
+        return found
+    if isinstance(expected, list):
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            return {path}
+        found = set()
+        by_id = {item.get("id"): item for item in actual if isinstance(item, dict)}
+        for index, item in enumerate(expected):
+            key = item.get("id") if isinstance(item, dict) else None
+            other = by_id.get(key) if key else actual[index]
+            found |= differences(item, other, f"{path}[{key or index}]")
+        return found
+    return set() if expected == actual else {path}
+
+
+def wipe_imported_example() -> None:
+    wipe_directory()
+    with transaction() as session:
+        session.execute(delete(Organization).where(Organization.id == FULL_EXAMPLE_ORG))
+    db.session.remove()
+
+
+FULL_EXAMPLE_ORG = uuid.UUID("d9d5e0f5-d3ce-4f73-9a2f-4dd0ecc6c610")
+
+
+@pytest.mark.parametrize("fmt", ["json", "tabular"])
+def test_the_full_example_comes_back_field_for_field_after_two_round_trips(app, tmp_path, fmt):
+    original = json.loads((EXAMPLES / "service_full.json").read_text())
+    assert import_hsds(EXAMPLES / "service_full.json").ok
+    db.session.remove()
+    first = tmp_path / "first"
+    if fmt == "json":
+        export_json(first)
+    else:
+        export_tabular(first)
+        # Kept fields are columns of their table, JSON when not text, typed in the manifest.
+        manifest = json.loads((first / "datapackage.json").read_text())
+        resource = next(r for r in manifest["resources"] if r["name"] == "service")
+        types = {f["name"]: f["type"] for f in resource["schema"]["fields"]}
+        assert (types["funding"], types["wait_time"]) == ("array", "string")
+    wipe_imported_example()
+    report = import_hsds(first)
+    assert report.ok, report.lines()
+    assert not any(line.startswith("Not stored") for line in report.lines())
+    db.session.remove()
+    second = tmp_path / "second"
+    export_json(second)
+    exported = read_export(second)
+
+    # Our services carry a minimal organization; the organization in full is exported apart.
+    (service,) = exported["services"]
+    (organization,) = [o for o in exported["organizations"] if o["id"] == str(FULL_EXAMPLE_ORG)]
+    expected_service = {k: v for k, v in original.items() if k != "organization"}
+    found = differences(expected_service, service, "service") | differences(
+        original["organization"], organization, "organization"
+    )
+    assert found == FULL_EXAMPLE_EXCEPTIONS
+    assert service["funding"] == original["funding"]
+    assert service["required_documents"] == original["required_documents"]
+    assert (
+        organization["organization_identifiers"]
+        == original["organization"]["organization_identifiers"]
+    )

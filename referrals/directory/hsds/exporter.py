@@ -1,5 +1,11 @@
 """Writing the whole directory as HSDS 3.1: nested JSON files, or a tabular data package.
-What one writes, `flask import-hsds` reads back without loss (extension fields included)."""
+What one writes, `flask import-hsds` reads back without loss (extension fields included).
+
+In the tabular form, the fields kept verbatim from an import (`hsds_extra`) are extra columns
+of their record's table: text as it is, any other value (funding, required_documents… arrays,
+numbers) as JSON in the cell, with its Table Schema type (array, object, integer…) declared in
+datapackage.json, which the importer reads back. They are not split into HSDS's own tables
+(funding.csv…): a package from elsewhere that has those files gets them reported, not stored."""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from referrals.auth.models import Organization
 from referrals.db import db
-from referrals.directory.hsds.schema import EXTENSION, HSDS_VERSION, TABLES
+from referrals.directory.hsds.schema import EXTENSION, HSDS_VERSION, KEEPS_EXTRA, TABLES
 from referrals.directory.hsds.serialize import (
     MODELS,
     Serializer,
@@ -69,13 +75,17 @@ def tabular_files(session: Session) -> tuple[dict[str, str], dict[str, int]]:
     resources = []
     for name, table in TABLES.items():
         model = MODELS[name]
-        header = table.columns + ([EXTENSION] if name in ("service", "organization") else [])
+        ours = table.columns + ([EXTENSION] if name in ("service", "organization") else [])
+        rows = list(session.scalars(select(model).order_by(model.id)))  # type: ignore[attr-defined]
+        kept = extra_column_types(rows) if name in KEEPS_EXTRA else {}
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
-        rows = list(session.scalars(select(model).order_by(model.id)))  # type: ignore[attr-defined]
+        writer.writerow(ours + list(kept))
         for row in rows:
-            writer.writerow([_cell(name, row, column) for column in header])
+            writer.writerow(
+                [_cell(name, row, column) for column in ours]
+                + [_extra_cell(row.hsds_extra, column, kind) for column, kind in kept.items()]
+            )
         files[table.path] = out.getvalue()
         counts[name] = len(rows)
         resources.append(
@@ -95,7 +105,8 @@ def tabular_files(session: Session) -> tuple[dict[str, str], dict[str, int]]:
                         [{"name": EXTENSION, "type": "object"}]
                         if name in ("service", "organization")
                         else []
-                    ),
+                    )
+                    + [{"name": column, "type": kind} for column, kind in kept.items()],
                     "primaryKey": "id",
                 },
             }
@@ -109,6 +120,45 @@ def tabular_files(session: Session) -> tuple[dict[str, str], dict[str, int]]:
     }
     files["datapackage.json"] = json.dumps(manifest, indent=2) + "\n"
     return files, counts
+
+
+def extra_column_types(rows: list[Any]) -> dict[str, str]:
+    """The kept fields of these rows, in first-seen order, each with the Table Schema type its
+    values share ("any" when they differ; "string" when all are text, written as they are)."""
+    kinds: dict[str, set[str]] = {}
+    for row in rows:
+        for key, value in (row.hsds_extra or {}).items():
+            found = kinds.setdefault(key, set())
+            if value is not None:
+                found.add(_json_type(value))
+    return {
+        key: (found.pop() if len(found) == 1 else "string" if not found else "any")
+        for key, found in kinds.items()
+    }
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "string"
+
+
+def _extra_cell(extra: dict | None, column: str, kind: str) -> str:
+    """A kept field's cell: empty when the record does not have it, else text or JSON."""
+    if not extra or column not in extra:
+        return ""
+    value = extra[column]
+    if kind == "string":
+        return "" if value is None else str(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _cell(table: str, row: Any, column: str) -> str:

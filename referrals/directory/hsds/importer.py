@@ -9,7 +9,9 @@ or in a data package every table it has a file for) replaces the list we hold: r
 it are removed. An organization whose services the input lists keeps only those services; a
 service that referrals point at is never deleted but becomes `inactive`. Organizations,
 taxonomies and taxonomy terms are never removed, and nothing outside the input's organizations
-is touched.
+is touched. The HSDS fields we have no column for are kept verbatim on organizations, services,
+locations and service_at_locations (`hsds_extra`) and follow the same rule: a field left out is
+cleared, an array left out (funding, required_documents…) is kept, `[]` empties it.
 
 Problems that only warn (the import goes ahead) unless `strict`: a location's coordinates out of
 range (the location is kept without them) and an optional parent link to a record that is in
@@ -41,7 +43,13 @@ from referrals.directory.hsds.reader import (
     parse_value,
     read_path,
 )
-from referrals.directory.hsds.schema import NOT_STORED, TABLES, WRITE_ORDER, Field
+from referrals.directory.hsds.schema import (
+    KEEPS_EXTRA,
+    NOT_STORED,
+    TABLES,
+    WRITE_ORDER,
+    Field,
+)
 from referrals.directory.hsds.serialize import MODELS
 from referrals.directory.models import (
     Attribute,
@@ -159,7 +167,7 @@ def check_references(session: Session, data: Dataset, *, strict: bool) -> None:
     """Every id a record points at must be in the input or already in the directory."""
     for record_id, record in list(data.records["attribute"].items()):
         entity = record.values.get("link_entity")
-        if entity in NOT_STORED:  # it describes something we do not keep
+        if entity in NOT_STORED:  # it describes a record we keep only inside another
             del data.records["attribute"][record_id]
             data.not_stored[f"attribute of {entity}"] += 1
     wanted: dict[str, set[uuid.UUID]] = defaultdict(set)
@@ -330,6 +338,11 @@ class Writer:
                     setattr(row, spec.name, value)
                     changed = True
             changed |= self.apply_extension(table, row, record.extension)
+            if record.extra is not None:
+                extra = kept_lists(row.hsds_extra) | record.extra
+                if row.hsds_extra != extra:
+                    row.hsds_extra = extra
+                    changed = True
             if table == "service":
                 stamp = record.values.get("last_modified")
                 # HSDS carries milliseconds; we keep microseconds: same millisecond, same time.
@@ -357,6 +370,8 @@ class Writer:
             row.kind, row.hipaa_covered = "cbo", False
         if table == "service":
             row.categories, row.procedure_codes, row.language_codes = [], [], []
+        if table in KEEPS_EXTRA:
+            row.hsds_extra = {}
 
     @staticmethod
     def apply_extension(table: str, row: Any, ext: dict | None) -> bool:
@@ -545,6 +560,12 @@ class Writer:
                 refresh_search_rows(session, service)
             session.flush()
             session.expunge_all()
+
+
+def kept_lists(extra: dict | None) -> dict:
+    """The arrays among a record's kept fields: an input that leaves one out keeps it, as it
+    keeps a nested list it does not give (a service's organization comes without them)."""
+    return {k: v for k, v in (extra or {}).items() if isinstance(v, list)}
 
 
 def same(before: Any, after: Any) -> bool:

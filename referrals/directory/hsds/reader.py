@@ -30,8 +30,8 @@ from zoneinfo import available_timezones
 from referrals.auth.roles import OrgKind
 from referrals.directory.hsds.schema import (
     EXTENSION,
+    KEEPS_EXTRA,
     NESTED_ONE,
-    NOT_STORED,
     TABLES,
     Field,
     Table,
@@ -88,6 +88,7 @@ class Record:
     file: str
     extension: dict[str, Any] | None = None
     lists: set[str] = field(default_factory=set)  # nested lists given: they replace ours
+    extra: dict[str, Any] | None = None  # fields without a column, verbatim (KEEPS_EXTRA)
 
 
 @dataclass
@@ -145,6 +146,13 @@ class Dataset:
             elif known.extension != record.extension:
                 self.error(record.where, EXTENSION, f"differs from the copy at {known.where}")
         known.lists |= record.lists
+        if record.extra is not None:
+            if known.extra is None:
+                known.extra = {}
+            for name, value in record.extra.items():
+                if name in known.extra and known.extra[name] != value:
+                    self.error(record.where, name, f"differs from the copy at {known.where}")
+                known.extra.setdefault(name, value)
 
 
 # ----- values ------------------------------------------------------------------------------
@@ -336,7 +344,7 @@ def _left_out(table: Table, key: str, raw: Any) -> bool:
     """Whether `key` holds HSDS content (or an extension) that we do not store."""
     if key in ("id", "taxonomy") or raw in (None, [], ""):
         return False
-    return key in NOT_STORED or table.get(key) is None
+    return table.get(key) is None
 
 
 class JsonReader:
@@ -397,6 +405,7 @@ class JsonReader:
                 values[name] = value
         extension = None
         lists: set[str] = set()
+        extra: dict[str, Any] | None = {} if table_name in KEEPS_EXTRA else None
         parent_id = record_id or uuid.uuid4()  # children still get checked under a bad id
         for key, raw in obj.items():
             if key in table.nested:
@@ -431,6 +440,8 @@ class JsonReader:
                 for name, message in EXTENSION_CHECKS[table_name](raw):
                     self.data.error(where, name, message)
                 extension = raw if isinstance(raw, dict) else None
+            elif extra is not None and key != "id" and table.get(key) is None:
+                extra[key] = raw
             elif _left_out(table, key, raw):
                 self.data.not_stored[f"{table_name}.{key}"] += 1
         if table_name == "service" and values.get("program_id") and values.get("organization_id"):
@@ -441,7 +452,7 @@ class JsonReader:
         self._required(table, values, obj, where, nested=True)
         if record_id is None:
             return None
-        self.data.add(Record(table_name, record_id, values, where, file, extension, lists))
+        self.data.add(Record(table_name, record_id, values, where, file, extension, lists, extra))
         return record_id
 
     def _id(self, obj: dict, where: str) -> uuid.UUID | None:
@@ -521,6 +532,7 @@ class TabularReader(JsonReader):
             self.data.error(f"{label}/datapackage.json", "resources", "must be a list")
             return
         tables: list[tuple[str, str]] = []
+        types: dict[str, dict[str, str]] = {}
         for index, resource in enumerate(resources):
             path = resource.get("path") if isinstance(resource, dict) else None
             if not isinstance(path, str):
@@ -539,10 +551,12 @@ class TabularReader(JsonReader):
                 )
                 continue
             tables.append((table, full))
+            types[table] = declared_types(resource)
         order = {name: i for i, name in enumerate(TABLES)}
         for table, path in sorted(tables, key=lambda t: order[t[0]]):
             self.data.tabular_tables.add(table)
-            self.read_csv(table, f"{label}/{PurePosixPath(path).name}", files[path], label)
+            name = f"{label}/{PurePosixPath(path).name}"
+            self.read_csv(table, name, files[path], label, types.get(table, {}))
         # A table given in full replaces, for each parent in the package, the rows we hold.
         for table, records in self.data.records.items():
             given = {
@@ -552,7 +566,10 @@ class TabularReader(JsonReader):
                 if record.file == label:
                     record.lists |= given
 
-    def read_csv(self, table_name: str, name: str, content: bytes, package: str) -> None:
+    def read_csv(
+        self, table_name: str, name: str, content: bytes, package: str, types: dict[str, str]
+    ) -> None:
+        """Read one table's CSV; `types` are its columns' Table Schema types, where declared."""
         table = TABLES[table_name]
         text = decode(self.data, name, content)
         if text is None:
@@ -566,16 +583,23 @@ class TabularReader(JsonReader):
         if "id" not in header:
             self.data.error(f"{name}:row 1", "id", "the header has no id column")
             return
-        extra = [h for h in header if table.get(h) is None and h not in ("id", EXTENSION)]
-        for column in extra:
-            self.data.not_stored[f"{table_name}.{column}"] += 1
+        ours = ("id", EXTENSION) if table_name in EXTENSION_CHECKS else ("id",)
+        extra = [h for h in header if table.get(h) is None and h not in ours]
+        if table_name in KEEPS_EXTRA:
+            kept = {column: types.get(column, "string") for column in extra}
+        else:
+            kept = {}
+            for column in extra:
+                self.data.not_stored[f"{table_name}.{column}"] += 1
         try:
             for row in reader:
-                self.read_row(table, row, f"{name}:row {reader.line_num}", package)
+                self.read_row(table, row, f"{name}:row {reader.line_num}", package, kept)
         except csv.Error as err:
             self.data.error(f"{name}:row {reader.line_num}", "CSV", f"malformed: {err}")
 
-    def read_row(self, table: Table, row: dict, where: str, package: str) -> None:
+    def read_row(
+        self, table: Table, row: dict, where: str, package: str, kept: dict[str, str]
+    ) -> None:
         if None in row:
             self.data.error(where, "CSV", "has more cells than the header has columns")
             return
@@ -600,8 +624,50 @@ class TabularReader(JsonReader):
                     self.data.error(where, name, message)
                 if not isinstance(extension, dict):
                     extension = None
+        extra = None
+        if table.name in KEEPS_EXTRA:
+            extra = {}
+            for column, kind in kept.items():
+                if row.get(column) in (None, ""):
+                    continue  # a CSV cannot tell an empty text from a missing field
+                try:
+                    extra[column] = cell_value(row[column], kind)
+                except BadValue as err:
+                    self.data.error(where, column, str(err))
         if record_id is not None:
-            self.data.add(Record(table.name, record_id, values, where, package, extension))
+            self.data.add(
+                Record(table.name, record_id, values, where, package, extension, extra=extra)
+            )
+
+
+# Table Schema types whose cells are JSON text (RFC 4180 cells are all text otherwise).
+JSON_CELL_TYPES = ("array", "object", "integer", "number", "boolean", "any")
+
+
+def declared_types(resource: dict) -> dict[str, str]:
+    """The Table Schema type of each field a datapackage.json resource declares."""
+    schema = resource.get("schema")
+    fields = schema.get("fields") if isinstance(schema, dict) else None
+    if not isinstance(fields, list):
+        return {}
+    return {
+        str(f["name"]): str(f.get("type") or "string")
+        for f in fields
+        if isinstance(f, dict) and "name" in f
+    }
+
+
+def cell_value(text: str, kind: str) -> Any:
+    """A kept field's value from its CSV cell: JSON for the structured and typed Table Schema
+    types (as our export writes them), the text itself otherwise."""
+    if kind not in JSON_CELL_TYPES:
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        if kind in ("array", "object"):
+            raise BadValue(f"is declared {kind} in datapackage.json but is not JSON") from None
+        return text
 
 
 # ----- files -------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The HSDS 3.1 tables we store, field by field, after the spec's `schema/simple/schema.csv`:
 one place that import (validation, flattening), export (tabular columns) and the serializer
-read. Fields HSDS defines that we do not store are listed in `NOT_STORED` so an import can say
-what it left out instead of dropping it silently."""
+read. The records in `KEEPS_EXTRA` hold every other field they are given verbatim (`EXTRA`);
+on the other tables, what we have no column for is reported instead of dropped silently."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 HSDS_VERSION = "3.1"
 PROFILE_URL = "https://openreferral.org/"
 EXTENSION = "x_referrals"
+# Fields without a column of ours (funding, required_documents, accessibility, deprecated
+# fields…) are kept verbatim in this JSON column of these tables, and exported as given.
+EXTRA = "hsds_extra"
+KEEPS_EXTRA = frozenset({"organization", "service", "location", "service_at_location"})
 
 
 @dataclass(frozen=True)
@@ -363,28 +367,20 @@ WRITE_ORDER = (
     "attribute",
 )
 
-# HSDS content we do not keep (no table for it yet): an import reports how much it skipped.
+# HSDS tables we have no table for: their rows are kept only as arrays inside the records
+# that carry them (KEEPS_EXTRA); attributes that describe them, and their own CSV files in a
+# data package, are reported and not stored.
 NOT_STORED = frozenset(
     {
         "accessibility",
-        "additional_urls",
-        "additional_websites",
-        "capacities",
-        "fees",
         "funding",
-        "licenses",
-        "metadata",
         "meta_table_description",
+        "metadata",
         "organization_identifier",
-        "organization_identifiers",
         "required_document",
-        "required_documents",
         "service_capacity",
-        "tax_id",
-        "tax_status",
         "unit",
         "url",
-        "wait_time",
     }
 )
 

@@ -15,8 +15,10 @@ What referrals need beyond HSDS travels in one extension object on each service,
     }
 
 and organizations carry `x_referrals: {"kind", "hipaa_covered", "phone", "timezone"}`. The
-importer reads both back, so export and import again loses nothing. Directory data is public:
-nothing here comes from patients or referrals."""
+importer reads both back, so export and import again loses nothing. HSDS fields we have no
+column for (`hsds_extra` on organizations, services, locations and service_at_locations:
+funding, required_documents, accessibility, deprecated fields…) are written back as they were
+given. Directory data is public: nothing here comes from patients or referrals."""
 
 from __future__ import annotations
 
@@ -91,6 +93,15 @@ def hsds_value(field_type: str, value: Any) -> Any:
 def columns(table: str, row: Base) -> dict[str, Any]:
     """The row's own HSDS fields (no nested objects), in the spec's order."""
     return {f.name: hsds_value(f.type, getattr(row, f.name)) for f in TABLES[table].fields}
+
+
+def with_extra(item: dict, row: Any, *, minimal: bool = False) -> dict:
+    """`item` with the fields kept verbatim from the import (never over one of ours);
+    `minimal` leaves out the kept arrays, as it leaves out our nested ones."""
+    for key, value in (row.hsds_extra or {}).items():
+        if not (minimal and isinstance(value, list)):
+            item.setdefault(key, value)
+    return item
 
 
 class Related:
@@ -211,7 +222,7 @@ class Serializer:
         return self._with_attributes(columns(table, row), row.id)  # type: ignore[attr-defined]
 
     def location(self, row: Location) -> dict:
-        item = columns("location", row)
+        item = with_extra(columns("location", row), row)
         item["languages"] = self.many("language", "location_id", row.id)
         item["addresses"] = self.many("address", "location_id", row.id)
         item["contacts"] = self.many("contact", "location_id", row.id)
@@ -220,7 +231,7 @@ class Serializer:
         return self._with_attributes(item, row.id)
 
     def service_at_location(self, row: ServiceAtLocation) -> dict:
-        item = columns("service_at_location", row)
+        item = with_extra(columns("service_at_location", row), row)
         of = self.related.of
         fk = "service_at_location_id"
         item["service_areas"] = self.many("service_area", fk, row.id)
@@ -243,6 +254,7 @@ class Serializer:
             "phone": row.phone,
             "timezone": row.timezone,
         }
+        with_extra(item, row, minimal=minimal)
         if minimal:
             return item
         item["contacts"] = self.many("contact", "organization_id", row.id)
@@ -267,6 +279,7 @@ class Serializer:
         the spec's service list): the service's own fields, its organization and program."""
         item = columns("service", row)
         item[EXTENSION] = service_extension(row)
+        with_extra(item, row, minimal=minimal)
         program = self.related.of("program", "id", row.program_id) if row.program_id else []
         if minimal:
             item["organization"] = self.organization(row.organization, minimal=True)
