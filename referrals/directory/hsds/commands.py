@@ -23,7 +23,13 @@ def register_commands(app: Flask) -> None:
         is_flag=True,
         help="Treat warnings (coordinates out of range, dangling parent links) as errors.",
     )
-    def import_hsds_command(path: Path, dry_run: bool, strict: bool) -> None:
+    @click.option(
+        "--prune",
+        is_flag=True,
+        help="The input is a full snapshot of its organizations: their services it does not "
+        "list are removed (made inactive when referrals point at them).",
+    )
+    def import_hsds_command(path: Path, dry_run: bool, strict: bool, prune: bool) -> None:
         """Import Open Referral HSDS 3.x: a JSON file or folder of them (services, or files
         named organizations/taxonomies/taxonomy_terms), or a tabular data package (folder or
         .zip with datapackage.json). Everything is checked first; any error writes nothing."""
@@ -39,7 +45,9 @@ def register_commands(app: Flask) -> None:
                 if bars:
                     bars[0].update(step)
 
-            report = import_hsds(path, dry_run=dry_run, strict=strict, progress=progress)
+            report = import_hsds(
+                path, dry_run=dry_run, strict=strict, prune=prune, progress=progress
+            )
         for line in report.lines():
             click.echo(line, err=not report.ok)
         if not report.ok:

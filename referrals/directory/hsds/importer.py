@@ -6,8 +6,10 @@ their HSDS id so that importing the same input again changes nothing.
 
 What an input replaces. A list given in the input (a service's phones, a location's addresses…,
 or in a data package every table it has a file for) replaces the list we hold: rows missing from
-it are removed. An organization whose services the input lists keeps only those services; a
-service that referrals point at is never deleted but becomes `inactive`. Organizations,
+it are removed. Services themselves are removed only with `prune` (the input is a full snapshot
+of its organizations, say a 211's complete export): an organization whose services the input
+lists then keeps only those. Without it a partial feed (one page, a delta) removes no service.
+A service that referrals point at is never deleted but becomes `inactive`. Organizations,
 taxonomies and taxonomy terms are never removed, and nothing outside the input's organizations
 is touched. The HSDS fields we have no column for are kept verbatim on organizations, services,
 locations and service_at_locations (`hsds_extra`) and follow the same rule: a field left out is
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from referrals import audit
@@ -62,6 +65,7 @@ from referrals.directory.models import (
 )
 from referrals.directory.search import refresh_search_rows
 from referrals.directory.taxonomy_map import SdohMapper, seed_taxonomy_map
+from referrals.jobs import describe_error
 
 ACTOR = Actor.system("hsds import")
 FREE_RE = re.compile(r"^\s*(free|no (cost|charge|fee)s?|none|\$?0(\.00)?)\b", re.IGNORECASE)
@@ -84,10 +88,13 @@ class ImportReport:
     updated: Counter[str] = field(default_factory=Counter)
     removed: Counter[str] = field(default_factory=Counter)
     inactivated: list[uuid.UUID] = field(default_factory=list)
+    # A file the database refused although it passed every check (a gap in the checks, or
+    # the database gone): (file, what it said). Files before it stay written.
+    write_error: tuple[str, str] | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.dataset.errors
+        return not self.dataset.errors and self.write_error is None
 
     def lines(self) -> list[str]:
         """The report as lines for a person: problems first, then counts."""
@@ -114,6 +121,12 @@ class ImportReport:
             out.append(
                 f"Made inactive (referrals point at them): {len(self.inactivated)} service(s)"
             )
+        if self.write_error:
+            file, message = self.write_error
+            out.append(
+                f"{file}: the database refused it ({message}); nothing of this file or any "
+                "after it was written. Files before it were."
+            )
         return out
 
 
@@ -122,6 +135,7 @@ def import_hsds(
     *,
     dry_run: bool = False,
     strict: bool = False,
+    prune: bool = False,
     actor: Actor = ACTOR,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
@@ -137,23 +151,32 @@ def import_hsds(
     with transaction() as session:
         if seed_taxonomy_map(session):
             audit.record(session, actor, "taxonomy_map.seed", "TaxonomySdohMap")
-    writer = Writer(dataset, report, progress)
+    writer = Writer(dataset, report, progress, prune=prune)
     for file in dataset.files:
-        with transaction() as session:
-            writer.write_file(session, file)
-            audit.record(
-                session,
-                actor,
-                "hsds.import",
-                "HSDSFile",
-                file[-64:],
-                detail={
-                    "created": dict(writer.file_created),
-                    "updated": dict(writer.file_updated),
-                    "removed": dict(writer.file_removed),
-                },
-            )
+        try:
+            _write_file(writer, file, actor)
+        except SQLAlchemyError as err:
+            report.write_error = (file, describe_error(err))
+            break
     return report
+
+
+def _write_file(writer: Writer, file: str, actor: Actor) -> None:
+    """One input file, in one transaction, with its audit entry."""
+    with transaction() as session:
+        writer.write_file(session, file)
+        audit.record(
+            session,
+            actor,
+            "hsds.import",
+            "HSDSFile",
+            file[-64:],
+            detail={
+                "created": dict(writer.file_created),
+                "updated": dict(writer.file_updated),
+                "removed": dict(writer.file_removed),
+            },
+        )
 
 
 def total_records(dataset: Dataset) -> int:
@@ -267,9 +290,15 @@ class Writer:
     """Writes a checked Dataset file by file."""
 
     def __init__(
-        self, data: Dataset, report: ImportReport, progress: Callable[[int, int], None] | None
+        self,
+        data: Dataset,
+        report: ImportReport,
+        progress: Callable[[int, int], None] | None,
+        *,
+        prune: bool = False,
     ) -> None:
         self.data = data
+        self.prune = prune
         self.report = report
         self.progress = progress
         self.written: set[tuple[str, uuid.UUID]] = set()
@@ -430,7 +459,8 @@ class Writer:
                 link = link_field(child, parent)
                 assert link is not None
                 self.remove_rows(session, child, link, parents)
-        self.remove_services(session, [r.id for r in batch.get("organization", [])])
+        if self.prune:
+            self.remove_services(session, [r.id for r in batch.get("organization", [])])
 
     def remove_rows(
         self, session: Session, child: str, link: str, parents: list[uuid.UUID]

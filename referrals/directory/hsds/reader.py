@@ -23,6 +23,7 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 from zoneinfo import available_timezones
@@ -252,8 +253,36 @@ def _number(raw: Any, *, whole: bool) -> float | int:
     return raw
 
 
+@cache
+def _time_zones() -> frozenset[str]:
+    # Listing the zone database walks the disk: once per process, not once per record.
+    return frozenset(available_timezones())
+
+
+def _text_problem(value: Any, limit: int | None, *, required: bool = False) -> str | None:
+    """Why `value` cannot go in a text column of `limit` characters, or None."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value):
+        return "must be non-empty text" if required else "must be text"
+    if limit is not None and len(value) > limit:
+        return f"is {len(value)} characters long; at most {limit}"
+    return None
+
+
+def _extension_text(ext: dict, names: dict[str, int | None], prefix: str) -> list[tuple[str, str]]:
+    problems = []
+    for name, limit in names.items():
+        if name in ext:
+            problem = _text_problem(ext[name], limit)
+            if problem:
+                problems.append((f"{prefix}.{name}", problem))
+    return problems
+
+
 def check_service_extension(ext: Any) -> list[tuple[str, str]]:
-    """Problems with a service's `x_referrals` object, as (field, message) pairs."""
+    """Problems with a service's `x_referrals` object, as (field, message) pairs. Every value
+    is checked against the column it goes to, so that nothing fails half-way through a write."""
     if not isinstance(ext, dict):
         return [(EXTENSION, "must be an object")]
     problems = []
@@ -272,18 +301,34 @@ def check_service_extension(ext: Any) -> list[tuple[str, str]]:
             problems.append((f"{EXTENSION}.{name}", "must be true or false"))
     if ext.get("free_of_charge") is not None and not isinstance(ext["free_of_charge"], bool):
         problems.append((f"{EXTENSION}.free_of_charge", "must be true, false or null"))
-    for name in ("service_code", "service_display"):
-        if name in ext and not (isinstance(ext[name], str) and ext[name]):
-            problems.append((f"{EXTENSION}.{name}", "must be non-empty text"))
+    for name, limit in (("service_code", 32), ("service_display", 200)):
+        if name in ext:
+            problem = _text_problem(ext[name], limit, required=True)
+            if problem:
+                problems.append((f"{EXTENSION}.{name}", problem))
     codes = ext.get("procedure_codes")
     if codes is not None and not (
         isinstance(codes, list)
-        and all(isinstance(c, dict) and isinstance(c.get("code"), str) for c in codes)
+        and all(
+            isinstance(c, dict)
+            and _text_problem(c.get("code"), 32, required=True) is None
+            and _text_problem(c.get("display"), 200) is None
+            for c in codes
+        )
     ):
-        problems.append((f"{EXTENSION}.procedure_codes", "must be a list of {code, display}"))
+        problems.append(
+            (
+                f"{EXTENSION}.procedure_codes",
+                "must be a list of {code (at most 32 characters), display (at most 200)}",
+            )
+        )
     contact = ext.get("referral_contact")
     if contact is not None and not isinstance(contact, dict):
         problems.append((f"{EXTENSION}.referral_contact", "must be an object"))
+    elif contact is not None:
+        problems += _extension_text(
+            contact, {"name": 200, "phone": 32, "email": 254}, f"{EXTENSION}.referral_contact"
+        )
     capacity = ext.get("capacity")
     if capacity is not None:
         if not isinstance(capacity, dict):
@@ -295,6 +340,7 @@ def check_service_extension(ext: Any) -> list[tuple[str, str]]:
                 problems.append(
                     (f"{EXTENSION}.capacity.status", f"{status!r} is not one of: {allowed}")
                 )
+            problems += _extension_text(capacity, {"note": 2000}, f"{EXTENSION}.capacity")
             stamp = capacity.get("updated_at")
             if stamp is not None:
                 try:
@@ -314,10 +360,9 @@ def check_organization_extension(ext: Any) -> list[tuple[str, str]]:
         problems.append((f"{EXTENSION}.kind", f"{ext['kind']!r} is not one of: {', '.join(kinds)}"))
     if "hipaa_covered" in ext and not isinstance(ext["hipaa_covered"], bool):
         problems.append((f"{EXTENSION}.hipaa_covered", "must be true or false"))
-    if ext.get("timezone") is not None and ext["timezone"] not in available_timezones():
+    if ext.get("timezone") is not None and ext["timezone"] not in _time_zones():
         problems.append((f"{EXTENSION}.timezone", f"{ext['timezone']!r} is not a time zone"))
-    if ext.get("phone") is not None and not isinstance(ext["phone"], str):
-        problems.append((f"{EXTENSION}.phone", "must be text"))
+    problems += _extension_text(ext, {"phone": 32}, EXTENSION)
     return problems
 
 
