@@ -564,3 +564,32 @@ def test_kept_fields_in_a_data_package_are_read_by_their_declared_type(app, tmp_
     service = db.session().get(Service, uuid.UUID(service_id))
     # Undeclared columns are text, as every CSV cell is.
     assert service.hsds_extra == {"fees": "12", "funding": [{"id": "f"}], "capacity": 7}
+
+
+def test_moving_a_location_or_renaming_an_organization_updates_the_search(app, tmp_path):
+    from referrals.directory.search import SearchRow
+
+    assert import_hsds(write(tmp_path, "in.json", [service_doc()])).ok
+    moved = {
+        "id": "22222222-2222-4222-8222-222222222222",
+        "name": "Eastside Community Pantry",
+        "description": "Food for the east side",
+        "locations": [
+            {
+                "id": "66666666-6666-4666-8666-666666666666",
+                "location_type": "physical",
+                "latitude": 38.8,
+                "longitude": -122.27,
+            }
+        ],
+    }
+    report = import_hsds(write(tmp_path, "organizations.json", [moved]))
+    assert report.ok, report.lines()
+    db.session.remove()
+    rows = (
+        db.session()
+        .scalars(select(SearchRow).where(SearchRow.service_id == uuid.UUID(service_doc()["id"])))
+        .all()
+    )
+    assert rows and {round(r.latitude, 2) for r in rows} == {38.8}
+    assert all("community" in r.text for r in rows)

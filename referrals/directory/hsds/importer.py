@@ -335,6 +335,7 @@ class Writer:
                 self.progress(len(records), total_records(self.data))
         self.remove_missing(session, batch)
         self.derive(session, batch.get("service", []))
+        self.refresh_linked(session, batch)
         self.report.created.update(self.file_created)
         self.report.updated.update(self.file_updated)
         self.report.removed.update(self.file_removed)
@@ -569,9 +570,46 @@ class Writer:
             if "categories" not in ext:
                 service.categories = mapper.categories(terms.get(record.id, []))
         session.flush()
+        self.refresh_search(session, ids)
+
+    def refresh_linked(self, session: Session, batch: dict[str, list[Record]]) -> None:
+        """Search rows of services this file did not list but whose places or organization
+        it changed (a moved location, a renamed organization)."""
+        location_ids = {r.id for r in batch.get("location", [])} | {
+            r.values["location_id"]
+            for table in ("address", "schedule", "language", "phone")
+            for r in batch.get(table, [])
+            if r.values.get("location_id") is not None
+        }
+        org_ids = [r.id for r in batch.get("organization", [])]
+        listed = {r.id for r in batch.get("service", [])}
+        linked: set[uuid.UUID] = set()
+        locations = sorted(location_ids)
+        for start in range(0, len(locations), CHUNK):
+            linked |= set(
+                session.scalars(
+                    select(ServiceAtLocation.service_id).where(
+                        ServiceAtLocation.location_id.in_(locations[start : start + CHUNK])
+                    )
+                )
+            )
+        for start in range(0, len(org_ids), CHUNK):
+            linked |= set(
+                session.scalars(
+                    select(Service.id).where(
+                        Service.organization_id.in_(org_ids[start : start + CHUNK])
+                    )
+                )
+            )
+        self.refresh_search(session, sorted(linked - listed))
+
+    @staticmethod
+    def refresh_search(session: Session, ids: list[uuid.UUID]) -> None:
+        """Rewrite these services' search rows from the database as it is now."""
+        session.flush()
         # The search rows read the service's places and hours through its relationships,
-        # which the column-level writes above bypassed: read them afresh, in bulk, in an
-        # empty session (every statement there would otherwise scan all the rows written).
+        # which the column-level writes bypassed: read them afresh, in bulk, in an empty
+        # session (every statement there would otherwise scan all the rows written).
         session.expunge_all()
         for start in range(0, len(ids), CHUNK):
             for service in session.scalars(
