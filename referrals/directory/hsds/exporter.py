@@ -13,10 +13,11 @@ import csv
 import io
 import json
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from referrals.auth.models import Organization
@@ -39,33 +40,92 @@ TABULAR_TYPES = {
 }
 
 
+EXPORT_CHUNK = 500  # records serialized at a time: memory stays flat at any directory size
+
+
+def directory_organizations():  # type: ignore[no-untyped-def]
+    """The organizations the directory publishes: those offering services, and community
+    organizations and schools; not clinics or the network itself."""
+    return select(Organization).where(
+        or_(
+            Organization.id.in_(select(Service.organization_id)),
+            Organization.kind.in_(["cbo", "school"]),
+        )
+    )
+
+
+def _write_list(path: Path, documents: Iterator[dict]) -> int:
+    """A JSON list written one item at a time, into place only once it is whole."""
+    count = 0
+    partial = path.with_name(path.name + ".part")
+    with partial.open("w", encoding="utf-8") as out:
+        out.write("[")
+        for document in documents:
+            out.write(",\n" if count else "\n")
+            out.write(json.dumps(document, ensure_ascii=False, indent=2))
+            count += 1
+        out.write("\n]\n" if count else "]\n")
+    partial.replace(path)
+    return count
+
+
+def _in_chunks(session: Session, model: Any, ids_query: Any, render: Any) -> Iterator[dict]:
+    ids = list(session.scalars(ids_query))
+    for start in range(0, len(ids), EXPORT_CHUNK):
+        rows = list(
+            session.scalars(
+                select(model)
+                .where(model.id.in_(ids[start : start + EXPORT_CHUNK]))
+                .order_by(model.id)
+            )
+        )
+        yield from render(rows)
+        session.expunge_all()
+
+
 def export_json(folder: Path) -> dict[str, int]:
     """services.json, organizations.json, taxonomies.json and taxonomy_terms.json in `folder`
-    (each a JSON list of HSDS objects); returns how many of each were written."""
+    (each a JSON list of HSDS objects), written in chunks; returns how many of each."""
     session = db.session()
     folder.mkdir(parents=True, exist_ok=True)
     serializer = Serializer(session)
-    services = list(session.scalars(select(Service).order_by(Service.id)))
-    serializer.prefetch_services(services)
-    documents: dict[str, list[dict]] = {
-        "services": [serializer.service(s) for s in services],
-        "organizations": [
-            serializer.organization(o)
-            for o in session.scalars(select(Organization).order_by(Organization.id))
-        ],
-        "taxonomies": [
-            serializer.taxonomy(t) for t in session.scalars(select(Taxonomy).order_by(Taxonomy.id))
-        ],
-        "taxonomy_terms": [
-            serializer.taxonomy_term(t)
-            for t in session.scalars(select(TaxonomyTerm).order_by(TaxonomyTerm.id))
-        ],
+
+    def services(rows: list[Service]) -> Iterator[dict]:
+        serializer.prefetch_services(rows)
+        return (serializer.service(s) for s in rows)
+
+    counts = {
+        "services": _write_list(
+            folder / "services.json",
+            _in_chunks(session, Service, select(Service.id).order_by(Service.id), services),
+        ),
+        "organizations": _write_list(
+            folder / "organizations.json",
+            _in_chunks(
+                session,
+                Organization,
+                directory_organizations()
+                .with_only_columns(Organization.id)
+                .order_by(Organization.id),
+                lambda rows: (serializer.organization(o) for o in rows),
+            ),
+        ),
+        "taxonomies": _write_list(
+            folder / "taxonomies.json",
+            (
+                serializer.taxonomy(t)
+                for t in session.scalars(select(Taxonomy).order_by(Taxonomy.id))
+            ),
+        ),
+        "taxonomy_terms": _write_list(
+            folder / "taxonomy_terms.json",
+            (
+                serializer.taxonomy_term(t)
+                for t in session.scalars(select(TaxonomyTerm).order_by(TaxonomyTerm.id))
+            ),
+        ),
     }
-    for name, items in documents.items():
-        (folder / f"{name}.json").write_text(
-            json.dumps(items, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-        )
-    return {name: len(items) for name, items in documents.items()}
+    return counts
 
 
 def tabular_files(session: Session) -> tuple[dict[str, str], dict[str, int]]:
@@ -76,7 +136,8 @@ def tabular_files(session: Session) -> tuple[dict[str, str], dict[str, int]]:
     for name, table in TABLES.items():
         model = MODELS[name]
         ours = table.columns + ([EXTENSION] if name in ("service", "organization") else [])
-        rows = list(session.scalars(select(model).order_by(model.id)))  # type: ignore[attr-defined]
+        query = directory_organizations() if name == "organization" else select(model)
+        rows = list(session.scalars(query.order_by(model.id)))  # type: ignore[attr-defined]
         kept = extra_column_types(rows) if name in KEEPS_EXTRA else {}
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
