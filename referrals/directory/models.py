@@ -197,6 +197,9 @@ class ServiceAtLocation(Base):
 
     service: Mapped[Service] = relationship(back_populates="service_at_locations")
     location: Mapped[Location] = relationship(lazy="joined")
+    schedules: Mapped[list[Schedule]] = relationship(
+        cascade="all, delete-orphan", foreign_keys="Schedule.service_at_location_id"
+    )
 
 
 class Phone(Base):

@@ -392,10 +392,27 @@ def hours_values(service_id: uuid.UUID, schedules: Iterable[Schedule]) -> list[d
 
 
 def _schedules(service: Service) -> list[Schedule]:
-    """A service's own schedules, or else those of the places it is delivered at."""
+    """A service's own schedules, or else those of the service at its places, or else those
+    of the places themselves."""
     if service.schedules:
         return list(service.schedules)
+    at_places = [s for link in service.service_at_locations for s in link.schedules]
+    if at_places:
+        return at_places
     return [s for link in service.service_at_locations for s in link.location.schedules]
+
+
+# What refresh_search_rows reads, loaded in bulk by the writers that refresh many services.
+SEARCH_LOADS = (
+    selectinload(Service.schedules),
+    selectinload(Service.service_at_locations).selectinload(ServiceAtLocation.schedules),
+    selectinload(Service.service_at_locations)
+    .joinedload(ServiceAtLocation.location)
+    .selectinload(Location.addresses),
+    selectinload(Service.service_at_locations)
+    .joinedload(ServiceAtLocation.location)
+    .selectinload(Location.schedules),
+)
 
 
 def refresh_search_rows(session: Session, service: Service) -> None:
@@ -433,17 +450,7 @@ def rebuild_search_rows(session: Session, batch: int = 500) -> int:
     ids = list(session.scalars(select(Service.id).order_by(Service.id)))
     for start in range(0, len(ids), batch):
         services = session.scalars(
-            select(Service)
-            .where(Service.id.in_(ids[start : start + batch]))
-            .options(
-                selectinload(Service.schedules),
-                selectinload(Service.service_at_locations)
-                .joinedload(ServiceAtLocation.location)
-                .selectinload(Location.addresses),
-                selectinload(Service.service_at_locations)
-                .joinedload(ServiceAtLocation.location)
-                .selectinload(Location.schedules),
-            )
+            select(Service).where(Service.id.in_(ids[start : start + batch])).options(*SEARCH_LOADS)
         )
         for service in services:
             refresh_search_rows(session, service)

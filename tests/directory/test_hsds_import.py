@@ -593,3 +593,26 @@ def test_moving_a_location_or_renaming_an_organization_updates_the_search(app, t
     )
     assert rows and {round(r.latitude, 2) for r in rows} == {38.8}
     assert all("community" in r.text for r in rows)
+
+
+def test_languages_and_hours_given_at_the_place_count_for_the_service(app, tmp_path):
+    from referrals.directory.search import SearchHours
+
+    doc = service_doc(languages=[])
+    link = doc["service_at_locations"][0]
+    link["location"]["languages"] = [{"id": "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb", "code": "vi"}]
+    link["schedules"] = [
+        {
+            "id": "cccccccc-cccc-4ccc-8ccc-cccccccccccc",
+            "freq": "WEEKLY",
+            "byday": "MO,TU,WE,TH,FR,SA,SU",
+            "opens_at": "00:00",
+            "closes_at": "23:59",
+        }
+    ]
+    assert import_hsds(write(tmp_path, "in.json", [doc])).ok
+    db.session.remove()
+    service = db.session().get(Service, uuid.UUID(doc["id"]))
+    assert service.language_codes == ["vi"]
+    hours = db.session().scalars(select(SearchHours).where(SearchHours.service_id == service.id))
+    assert len(list(hours)) == 7

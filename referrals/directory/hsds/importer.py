@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from referrals import audit
 from referrals.auth.actor import Actor
@@ -58,12 +58,11 @@ from referrals.directory.models import (
     Attribute,
     CostOption,
     Language,
-    Location,
     Service,
     ServiceAtLocation,
     TaxonomyTerm,
 )
-from referrals.directory.search import refresh_search_rows
+from referrals.directory.search import SEARCH_LOADS, refresh_search_rows
 from referrals.directory.taxonomy_map import SdohMapper, seed_taxonomy_map
 from referrals.jobs import describe_error
 
@@ -545,6 +544,15 @@ class Writer:
         ):
             if code and code not in languages[service_id]:
                 languages[service_id].append(code)
+        # Languages spoken where the service is delivered count too.
+        for service_id, code in session.execute(
+            select(ServiceAtLocation.service_id, Language.code)
+            .join(Language, Language.location_id == ServiceAtLocation.location_id)
+            .where(ServiceAtLocation.service_id.in_(ids))
+            .order_by(Language.code)
+        ):
+            if code and code not in languages[service_id]:
+                languages[service_id].append(code)
         amounts: dict[uuid.UUID, list[float | None]] = defaultdict(list)
         for service_id, amount in session.execute(
             select(CostOption.service_id, CostOption.amount).where(CostOption.service_id.in_(ids))
@@ -615,15 +623,7 @@ class Writer:
             for service in session.scalars(
                 select(Service)
                 .where(Service.id.in_(ids[start : start + CHUNK]))
-                .options(
-                    selectinload(Service.schedules),
-                    selectinload(Service.service_at_locations)
-                    .joinedload(ServiceAtLocation.location)
-                    .selectinload(Location.addresses),
-                    selectinload(Service.service_at_locations)
-                    .joinedload(ServiceAtLocation.location)
-                    .selectinload(Location.schedules),
-                )
+                .options(*SEARCH_LOADS)
             ):
                 refresh_search_rows(session, service)
             session.flush()
