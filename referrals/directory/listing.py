@@ -15,12 +15,17 @@ from referrals import audit
 from referrals.auth.actor import Actor
 from referrals.auth.roles import Permission
 from referrals.db import transaction, utcnow
+from referrals.directory.geo import lookup_zip, normalize_zip
 from referrals.directory.models import (
     CAPACITY_STATUSES,
     SERVICE_STATUSES,
     STALE_AFTER_DAYS,
+    Address,
     Language,
+    Location,
+    Schedule,
     Service,
+    ServiceAtLocation,
 )
 from referrals.directory.search import refresh_search_rows
 from referrals.errors import Forbidden, InvalidInput, NotFound
@@ -28,6 +33,8 @@ from referrals.forms import FormSchema, Phone, load
 from referrals.terminology import LANGUAGES, SDOH_CATEGORIES
 
 TEXT = validate.Length(max=4000, error="At most 4000 characters.")
+WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
 
 def is_stale(service: Service, now: datetime | None = None) -> bool:
@@ -69,12 +76,38 @@ class ListingSchema(FormSchema):
     referral_contact_email = fields.Email(
         load_default=None, error_messages={"invalid": "A valid email address."}
     )
+    # Where and when: the primary address and one weekly opening pattern.
+    address_1 = fields.String(load_default=None, validate=validate.Length(max=300))
+    city = fields.String(load_default=None, validate=validate.Length(max=100))
+    postal_code = fields.String(load_default=None)
+    days = fields.List(fields.String(validate=validate.OneOf(WEEKDAYS)), load_default=list)
+    opens_at = fields.String(
+        load_default=None, validate=validate.Regexp(HHMM, error="A time like 09:00.")
+    )
+    closes_at = fields.String(
+        load_default=None, validate=validate.Regexp(HHMM, error="A time like 17:30.")
+    )
 
     @validates_schema
     def check(self, data: dict, **_: object) -> None:
         low, high = data.get("minimum_age"), data.get("maximum_age")
         if low is not None and high is not None and low > high:
             raise ValidationError("The maximum age is below the minimum age.", "maximum_age")
+        place = [data.get(k) for k in ("address_1", "city", "postal_code")]
+        if any(place) and not all(place):
+            raise ValidationError("Give the street, city and ZIP code together.", "address_1")
+        if data.get("postal_code"):
+            try:
+                lookup_zip(data["postal_code"])
+            except InvalidInput as err:
+                raise ValidationError(err.fields["zip"][0], "postal_code") from None
+        hours = [data.get("days"), data.get("opens_at"), data.get("closes_at")]
+        if any(hours) and not all(hours):
+            raise ValidationError(
+                "Give the days, the opening and the closing time together.", "opens_at"
+            )
+        if data.get("opens_at") and data.get("opens_at") == data.get("closes_at"):
+            raise ValidationError("Opening and closing times are the same.", "closes_at")
 
 
 def _own_service(session, actor: Actor, service_id: uuid.UUID, action: str) -> Service:
@@ -109,7 +142,7 @@ def get_listing(actor: Actor, service_id: uuid.UUID) -> Service:
 def update_listing(actor: Actor, service_id: uuid.UUID, form: Mapping[str, object]) -> Service:
     """Save an organisation's edit of one of its services."""
     raw = dict(form)
-    for many in ("categories", "languages"):
+    for many in ("categories", "languages", "days"):
         value = form.getlist(many) if hasattr(form, "getlist") else form.get(many, [])
         raw[many] = list(value) if value else []
     if not raw["categories"]:
@@ -141,11 +174,56 @@ def update_listing(actor: Actor, service_id: uuid.UUID, form: Mapping[str, objec
             Language(code=code, name=LANGUAGES[code][0]) for code in wanted if code not in known
         ]
         service.language_codes = wanted
+        _set_place(service, data)
+        _set_hours(service, data)
         service.last_modified = utcnow()
         session.flush()
         refresh_search_rows(session, service)
         audit.record(session, actor, "service.update", "Service", service.id)
     return service
+
+
+def _set_place(service: Service, data: dict) -> None:
+    """The service's primary physical address, created or changed as the form says."""
+    if not data.get("address_1"):
+        return
+    address = service.primary_address
+    if address is None:
+        location = Location(organization_id=service.organization_id, location_type="physical")
+        address = Address(address_type="physical", country="US", state_province="CA")
+        location.addresses.append(address)
+        service.service_at_locations.append(ServiceAtLocation(location=location))
+    address.address_1 = data["address_1"]
+    address.city = data["city"]
+    address.postal_code = normalize_zip(data["postal_code"])
+    # The place moved: it is placed at its ZIP's centroid until a geocoder says better.
+    for link in service.service_at_locations:
+        if address in link.location.addresses:
+            link.location.latitude = link.location.longitude = None
+
+
+def _set_hours(service: Service, data: dict) -> None:
+    """One weekly pattern in place of the service's own schedules (imports can carry more)."""
+    if not data.get("days"):
+        return
+    days = [d for d in WEEKDAYS if d in data["days"]]
+    service.schedules = [
+        Schedule(
+            freq="WEEKLY",
+            byday=",".join(days),
+            opens_at=data["opens_at"],
+            closes_at=data["closes_at"],
+        )
+    ]
+
+
+def weekly_pattern(service: Service) -> tuple[list[str], str, str]:
+    """(days, opens, closes) of the service's first weekly schedule, for the edit form."""
+    for schedule in service.schedules:
+        if (schedule.freq or "WEEKLY") == "WEEKLY" and schedule.byday:
+            days = [d.strip()[-2:] for d in schedule.byday.split(",")]
+            return days, (schedule.opens_at or "")[:5], (schedule.closes_at or "")[:5]
+    return [], "", ""
 
 
 def set_capacity(actor: Actor, service_id: uuid.UUID, status: str, note: str = "") -> Service:

@@ -15,6 +15,9 @@ from referrals.terminology import LANGUAGES, SDOH_CATEGORIES
 from referrals.web import render, require
 
 bp = Blueprint("listings", __name__, url_prefix="/listings")
+WEEKDAY_NAMES = dict(
+    zip(listing.WEEKDAYS, ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"), strict=True)
+)
 
 
 def _back() -> str:
@@ -44,6 +47,8 @@ def edit(service_id: uuid.UUID) -> Response:
         categories=SDOH_CATEGORIES,
         languages=LANGUAGES,
         statuses=[(s, s.capitalize()) for s in SERVICE_STATUSES],
+        pattern=listing.weekly_pattern(service),
+        weekdays=WEEKDAY_NAMES,
     )
     if request.method == "GET":
         return render("listings/edit.html", form=None, errors={}, **context)

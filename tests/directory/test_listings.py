@@ -151,7 +151,75 @@ def test_search_sees_a_listing_edit_and_a_capacity_change_at_once(world):
     assert "Food boxes" in found(need="food-insecurity", accepting="y")
     set_capacity(world.actor("food_admin"), world.service_ids["food"], "no-capacity")
     assert "Food boxes" not in found(need="food-insecurity", accepting="y")
-    update_listing(world.actor("food_admin"), world.service_ids["food"],
-                   {"name": "Food boxes", "categories": ["utility-insecurity"]})
+    update_listing(
+        world.actor("food_admin"),
+        world.service_ids["food"],
+        {"name": "Food boxes", "categories": ["utility-insecurity"]},
+    )
     assert "Food boxes" not in found(need="food-insecurity")
     assert "Food boxes" in found(need="utility-insecurity")
+
+
+def test_editing_where_and_when_moves_the_service_in_search(world, client):
+    from referrals.directory.search import SearchHours, parse_search, search_services
+
+    client.login(world, "food_admin")
+    url = f"/listings/{world.service_ids['food']}/edit"
+    client.get(url)
+    response = client.post(
+        url,
+        {
+            "name": "Food boxes",
+            "categories": ["food-insecurity"],
+            "address_1": "5 Ocean Ave",
+            "city": "San Francisco",
+            "postal_code": "94112",
+            "days": ["MO", "WE"],
+            "opens_at": "09:00",
+            "closes_at": "13:00",
+        },
+    )
+    assert response.headers["Location"] == "/listings"
+    saved = service(world)
+    assert (saved.primary_address.city, saved.primary_address.postal_code) == (
+        "San Francisco",
+        "94112",
+    )
+    assert [(s.byday, s.opens_at, s.closes_at) for s in saved.schedules] == [
+        ("MO,WE", "09:00", "13:00")
+    ]
+    db.session.remove()
+    near = search_services(db.session(), parse_search({"zip": "94112", "radius": "2"}))
+    assert "Food boxes" in [r.service.name for r in near.results]
+    hours = (
+        db.session()
+        .scalars(select(SearchHours).where(SearchHours.service_id == world.service_ids["food"]))
+        .all()
+    )
+    assert len(hours) == 2
+    page = text(client.get(url))
+    assert 'value="5 Ocean Ave"' in page and 'id="day-WE" name="days" value="WE" checked' in page
+
+
+def test_where_and_when_mistakes_are_explained(world, client):
+    client.login(world, "food_admin")
+    url = f"/listings/{world.service_ids['food']}/edit"
+    client.get(url)
+    base = {
+        "name": "Food boxes",
+        "categories": ["food-insecurity"],
+        "days": ["MO"],
+        "opens_at": "09:00",
+        "closes_at": "13:00",
+    }
+    bad_zip = text(
+        client.post(
+            url, {**base, "address_1": "5 Ocean Ave", "city": "Nowhere", "postal_code": "00000"}
+        )
+    )
+    assert "ZIP code 00000 does not exist" in bad_zip
+    bad_time = text(client.post(url, {**base, "opens_at": "25:00"}))
+    assert "A time like 09:00." in bad_time
+    half = text(client.post(url, {**base, "address_1": "5 Ocean Ave"}))
+    assert "Give the street, city and ZIP code together." in half
+    assert service(world).schedules == []
