@@ -230,6 +230,8 @@ def organizations() -> Response:
 
     def render(rows: list[Organization]) -> list[dict]:
         serializer = Serializer(db.session())
+        if full:
+            serializer.prefetch_organizations(rows)
         return [serializer.organization(o, minimal=not full) for o in rows]
 
     return _page(stmt, render)

@@ -42,3 +42,31 @@ def test_clinics_and_the_network_are_not_in_the_public_directory(world, client):
     assert "Sunrise Pediatrics" not in names and "Referral Network" not in names
     clinic = client.get(f"/hsds/organizations/{world.orgs['clinic'].id}")
     assert clinic.status_code == 404
+
+
+def test_a_page_of_full_organizations_takes_a_bounded_number_of_queries(world, client):
+    from sqlalchemy import event
+
+    from referrals.db import db
+
+    for n in range(12):
+        add_service(
+            SYSTEM,
+            world.orgs["food"],
+            name=f"Service {n}",
+            categories=["stress"],
+            phone="+15105550100",
+            address={"address_1": f"{n} Main", "city": "Oakland", "postal_code": "94601"},
+        )
+    statements: list[str] = []
+
+    def count(*args) -> None:
+        statements.append(args[2])
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        body = client.get("/hsds/organizations?full=true&per_page=100").get_json()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert body["total_items"] == 4
+    assert len(statements) < 40, len(statements)

@@ -107,7 +107,10 @@ def export_json(folder: Path) -> dict[str, int]:
                 directory_organizations()
                 .with_only_columns(Organization.id)
                 .order_by(Organization.id),
-                lambda rows: (serializer.organization(o) for o in rows),
+                lambda rows: (
+                    serializer.prefetch_organizations(rows)
+                    or (serializer.organization(o) for o in rows)
+                ),
             ),
         ),
         "taxonomies": _write_list(

@@ -177,6 +177,20 @@ class Serializer:
         every_row = [row.id for table in MODELS for row in r.loaded(table)]
         r.prefetch("attribute", "link_id", ids + every_row + [s.organization_id for s in services])
 
+    def prefetch_organizations(self, organizations: Sequence[Organization]) -> None:
+        """Load everything the nested form of these organizations shows, table by table."""
+        ids = [o.id for o in organizations]
+        r = self.related
+        for table in ("contact", "phone", "location", "program"):
+            r.prefetch(table, "organization_id", ids)
+        location_ids = [x.id for x in r.loaded("location")]
+        for table in ("address", "phone", "schedule", "language", "contact"):
+            r.prefetch(table, "location_id", location_ids)
+        r.prefetch("phone", "contact_id", [c.id for c in r.loaded("contact")])
+        r.prefetch("language", "phone_id", [p.id for p in r.loaded("phone")])
+        every_row = [row.id for table in MODELS for row in r.loaded(table)]
+        r.prefetch("attribute", "link_id", ids + every_row)
+
     # ----- records ----------------------------------------------------------------------
     def attributes(self, link_id: uuid.UUID) -> list[dict]:
         out = []
