@@ -39,6 +39,7 @@ class PatientSchema(FormSchema):
         load_default="parent", validate=validate.OneOf(list(GUARDIAN_RELATIONSHIPS))
     )
     guardian_phone = Phone(load_default=None)
+    confirm_new = fields.Boolean(load_default=False)
     guardian_language = fields.String(load_default=None, validate=validate.OneOf(list(LANGUAGES)))
 
     @validates_schema

@@ -11,7 +11,7 @@ from referrals import audit
 from referrals.auth.actor import Actor
 from referrals.auth.roles import Permission
 from referrals.db import transaction
-from referrals.errors import Forbidden, NotFound
+from referrals.errors import Forbidden, InvalidInput, NotFound
 from referrals.forms import load
 from referrals.patients.models import Guardian, Patient
 from referrals.patients.schemas import PatientSchema
@@ -24,11 +24,37 @@ def _require_clinic(actor: Actor) -> None:
         raise Forbidden("Only clinic staff who send referrals can see the clinic's patients.")
 
 
+class LikelyDuplicate(InvalidInput):
+    """The clinic has a patient with the same name and birth date already."""
+
+    def __init__(self, existing: list[Patient]) -> None:
+        super().__init__(
+            "This patient may be registered already: open the existing record, or confirm "
+            "that this is a different person.",
+            {"confirm_new": ["Same name and birth date as a patient on record."]},
+        )
+        self.existing = existing
+
+
 def register_patient(actor: Actor, form: Mapping[str, object]) -> Patient:
-    """Add a patient (and a guardian, if given) to the actor's clinic."""
+    """Add a patient (and a guardian, if given) to the actor's clinic. A likely duplicate
+    (same name and birth date in the clinic) is refused unless the form confirms it is not."""
     _require_clinic(actor)
     data = load(PatientSchema(), form)
     with transaction() as session:
+        if not data["confirm_new"]:
+            existing = list(
+                session.scalars(
+                    select(Patient).where(
+                        Patient.organization_id == actor.org_id,
+                        Patient.birth_date == data["birth_date"],
+                        func.lower(Patient.given_name) == data["given_name"].lower(),
+                        func.lower(Patient.family_name) == data["family_name"].lower(),
+                    )
+                )
+            )
+            if existing:
+                raise LikelyDuplicate(existing)
         patient = Patient(
             id=uuid.uuid4(),
             organization_id=actor.org_id,

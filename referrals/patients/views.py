@@ -11,6 +11,7 @@ from referrals.auth.roles import Permission
 from referrals.errors import InvalidInput
 from referrals.loop import service as loop
 from referrals.patients import service
+from referrals.patients.service import LikelyDuplicate
 from referrals.terminology import GENDERS, LANGUAGES, california_today
 from referrals.web import current_actor, render, require
 
@@ -37,10 +38,11 @@ def new() -> Response:
         except InvalidInput as err:
             return render(
                 "patients/new.html",
-                status=422,
+                status=409 if isinstance(err, LikelyDuplicate) else 422,
                 form=form,
                 errors=err.fields,
                 error=err.message,
+                duplicates=getattr(err, "existing", []),
                 GENDERS=GENDERS,
                 LANGUAGES=LANGUAGES,
             )

@@ -93,3 +93,33 @@ def test_cbo_staff_cannot_browse_patients(world, client):
     assert client.get("/patients").status_code == 403
     response = client.get(f"/patients/{patient.id}")
     assert response.status_code == 404 and "Maya" not in text(response)
+
+
+def test_a_likely_duplicate_is_flagged_with_a_link_to_the_existing_record(world, client):
+    existing = make_patient(
+        world, given_name="Leo", family_name="Garcia", birth_date=VALID["birth_date"], mrn="SP-1"
+    )
+    client.login(world, "clinician")
+    client.get("/patients/new")
+    response = client.post("/patients/new", dict(VALID, given_name="leo"))
+    html = text(response)
+    assert response.status_code == 409
+    assert "This patient may be registered already" in html
+    assert f"/patients/{existing.id}" in html and "record SP-1" in html
+    assert db.session().scalar(select(func.count(Patient.id))) == 1
+    confirmed = client.post("/patients/new", dict(VALID, confirm_new="y"))
+    assert confirmed.status_code == 302
+    assert db.session().scalar(select(func.count(Patient.id))) == 2
+
+
+def test_another_clinics_patient_is_not_a_duplicate(world, client):
+    make_patient(
+        world,
+        who="other_clinician",
+        given_name="Leo",
+        family_name="Garcia",
+        birth_date=VALID["birth_date"],
+    )
+    client.login(world, "clinician")
+    client.get("/patients/new")
+    assert client.post("/patients/new", VALID).status_code == 302
