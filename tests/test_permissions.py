@@ -59,6 +59,9 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/patients/{patient}/referrals"): dict(
         clinician=302, other_clinician=404, food=403, food_admin=403, school=403, admin=403
     ),
+    ("POST", "/patients/{patient}/consents/{consent}/revoke"): dict(
+        clinician=404, other_clinician=404, food=403, food_admin=403, school=403, admin=403
+    ),
     ("GET", "/referrals"): dict(
         clinician=200, other_clinician=200, food=403, food_admin=403, school=403, admin=403
     ),
@@ -223,6 +226,7 @@ def test_each_role_gets_exactly_what_it_may(world, app, role):
         "referral": referral.id,
         "job": uuid.uuid4(),
         "row": uuid.uuid4(),
+        "consent": uuid.uuid4(),
         "service": world.services["food"].id,
         "organization": world.orgs["food"].id,
         "taxonomy": uuid.uuid4(),

@@ -76,6 +76,7 @@ ACTION_LABELS: dict[Action, str] = {
 
 # Event names the timeline shows for moves that change no status.
 CANCEL_REQUESTED = "cancel-requested"
+CONSENT_REVOKED = "consent-revoked"
 
 # What the timeline says happened, per event.
 EVENT_LABELS: dict[str, str] = {
@@ -90,6 +91,7 @@ EVENT_LABELS: dict[str, str] = {
     "enter-in-error": "Marked entered in error",
     "note": "Progress note",
     CANCEL_REQUESTED: "Asked to cancel",
+    CONSENT_REVOKED: "Consent to share withdrawn",
 }
 CANCELLATION_REQUESTED_BUSINESS_STATUS = "cancellation-requested"
 

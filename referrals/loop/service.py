@@ -22,6 +22,7 @@ from referrals.forms import load
 from referrals.loop import lifecycle
 from referrals.loop.lifecycle import (
     CANCELLATION_REQUESTED_BUSINESS_STATUS,
+    CONSENT_REVOKED,
     OPEN,
     STATUS_LABELS,
     TERMINAL,
@@ -488,3 +489,54 @@ def patient_referrals(actor: Actor, patient: Patient) -> list[Referral]:
                 .order_by(Referral.created_at.desc())
             ).unique()
         )
+
+
+def patient_consents(actor: Actor, patient: Patient) -> list[Consent]:
+    """The consents to share recorded for one of the actor's clinic's patients, newest first."""
+    if patient.organization_id != actor.org_id:
+        return []
+    with transaction() as session:
+        return list(
+            session.scalars(
+                select(Consent)
+                .where(Consent.patient_id == patient.id)
+                .order_by(Consent.granted_at.desc(), Consent.created_at.desc())
+            )
+        )
+
+
+def revoke_consent(actor: Actor, consent_id: uuid.UUID, reason: str = "") -> Consent:
+    """The family withdraws a consent to share: from now on the recipient sees no more of the
+    family's details for the referrals it covered, no notice goes out for them, and each
+    referral's timeline says so."""
+    if not actor.can(Permission.SEND_REFERRALS):
+        raise Forbidden("Only the clinic that recorded a consent can record its withdrawal.")
+    reason = reason.strip()
+    if len(reason) > 500:
+        raise InvalidInput("Too long.", {"reason": ["At most 500 characters."]})
+    with transaction() as session:
+        consent = session.get(Consent, consent_id)
+        patient = session.get(Patient, consent.patient_id) if consent else None
+        if consent is None or patient is None or patient.organization_id != actor.org_id:
+            audit.deny(session, actor, "consent.revoke", "Consent", consent_id)
+            raise NotFound("No such consent for a patient of your organisation.")
+        if not consent.active:
+            raise InvalidInput(
+                "This consent was withdrawn already.", {"reason": ["Withdrawn already."]}
+            )
+        now = utcnow()
+        consent.status, consent.revoked_at, consent.revoked_by_id = "inactive", now, actor.user_id
+        consent.revoked_reason = reason
+        for referral in session.scalars(select(Referral).where(Referral.consent_id == consent.id)):
+            referral.updated_at = now
+            _event(
+                session,
+                actor,
+                referral,
+                None,
+                action=CONSENT_REVOKED,
+                to_status=referral.task.status,
+                note=reason,
+            )
+        audit.record(session, actor, "consent.revoke", "Consent", consent.id, patient_id=patient.id)
+    return consent

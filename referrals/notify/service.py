@@ -61,6 +61,13 @@ def _prepare(session: Session, event: ReferralEvent, referral: Referral, gateway
         gateway=gateway,
         language=patient.language,
     )
+    if referral.consent is not None and not referral.consent.active:
+        return Message(
+            **base,
+            recipient_kind="none",
+            status="skipped",
+            skip_reason="The family withdrew its consent to share.",
+        )
     if event.to_status not in STEPS:
         return Message(
             **base,

@@ -70,10 +70,18 @@ class Consent(Base):
     granted_by_name: Mapped[str] = mapped_column(String(200))
     method: Mapped[str] = mapped_column(String(16))  # verbal | written | electronic
     granted_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | inactive
     note: Mapped[str] = mapped_column(Text, default="")
     recorded_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Withdrawn: from then on nothing more is shared with the recipient, no notice is sent.
+    revoked_at: Mapped[datetime | None]
+    revoked_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    revoked_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
 
     recipient: Mapped[Organization] = relationship()
-    recorded_by: Mapped[User] = relationship()
+    recorded_by: Mapped[User] = relationship(foreign_keys=[recorded_by_id])

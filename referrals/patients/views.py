@@ -62,4 +62,18 @@ def show(patient_id: uuid.UUID) -> Response:
         patient=patient,
         referrals=referrals,
         age=patient.age(california_today()),
+        consents=loop.patient_consents(actor, patient),
     )
+
+
+@bp.post("/<uuid:patient_id>/consents/<uuid:consent_id>/revoke")
+@login_required
+def revoke_consent(patient_id: uuid.UUID, consent_id: uuid.UUID) -> Response:
+    require(Permission.SEND_REFERRALS)
+    consent = loop.revoke_consent(current_actor(), consent_id, request.form.get("reason", ""))
+    flash(
+        f"Consent to share with {consent.recipient.name} is withdrawn: nothing more is shared "
+        "and no more texts are sent for those referrals.",
+        "success",
+    )
+    return redirect(url_for("patients.show", patient_id=patient_id))
