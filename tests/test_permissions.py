@@ -59,6 +59,9 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/patients/{patient}/referrals"): dict(
         clinician=302, other_clinician=404, food=403, food_admin=403, school=403, admin=403
     ),
+    ("GET", "/patients/{patient}/summary"): dict(
+        clinician=200, other_clinician=404, food=403, food_admin=403, school=403, admin=403
+    ),
     ("POST", "/patients/{patient}/consents/{consent}/revoke"): dict(
         clinician=404, other_clinician=404, food=403, food_admin=403, school=403, admin=403
     ),

@@ -17,6 +17,7 @@ from referrals.auth.actor import Actor
 from referrals.auth.roles import Permission
 from referrals.db import transaction, utcnow
 from referrals.directory.models import Service
+from referrals.directory.search import weekly_hours
 from referrals.errors import Conflict, Forbidden, InvalidInput, NotFound
 from referrals.forms import load
 from referrals.loop import lifecycle
@@ -35,6 +36,7 @@ from referrals.loop.models import Referral, ReferralEvent, Task
 from referrals.loop.overdue import business_days_before
 from referrals.loop.reasons import find_reason, reason_text, reasons_for
 from referrals.loop.schemas import ReferralSchema, StatusChangeSchema
+from referrals.loop.summary import summary_language, week_lines
 from referrals.patients.consent_rules import consent_problem
 from referrals.patients.models import Consent, Patient
 from referrals.terminology import CALIFORNIA, california_today
@@ -540,3 +542,64 @@ def revoke_consent(actor: Actor, consent_id: uuid.UUID, reason: str = "") -> Con
             )
         audit.record(session, actor, "consent.revoke", "Consent", consent.id, patient_id=patient.id)
     return consent
+
+
+@dataclass
+class SummaryItem:
+    referral: Referral
+    phone: str | None
+    address: str
+    hours: list[str]
+
+
+def family_summary(actor: Actor, patient_id: uuid.UUID) -> tuple[Patient, str, list[SummaryItem]]:
+    """What the family takes home: the open referrals the actor's clinic sent for the patient,
+    in the language of whoever will read it (a minor's guardian, else the patient).
+    Confidential referrals are never printed: a guardian may read the page."""
+    if not actor.can(Permission.SEND_REFERRALS):
+        raise Forbidden("Only the referring clinic prints the family's summary.")
+    with transaction() as session:
+        patient = session.get(Patient, patient_id)
+        if patient is None or patient.organization_id != actor.org_id:
+            audit.deny(session, actor, "patient.summary", "Patient", patient_id)
+            raise NotFound("No such patient in your organisation.")
+        referrals = session.scalars(
+            select(Referral)
+            .join(Referral.task)
+            .where(
+                Referral.patient_id == patient.id,
+                Referral.requester_org_id == actor.org_id,
+                Referral.sensitive.is_(False),
+                Task.status.in_([s.value for s in OPEN]),
+            )
+            .order_by(Referral.created_at)
+        ).unique()
+        reader = patient.language
+        if patient.age(california_today()) < 18 and patient.guardians:
+            reader = patient.guardians[0].language
+        language = summary_language(reader)
+        items = []
+        for referral in referrals:
+            service = referral.service
+            address = service.primary_address
+            phones = [p.number for p in service.phones]
+            items.append(
+                SummaryItem(
+                    referral,
+                    service.referral_contact_phone
+                    or (phones[0] if phones else None)
+                    or service.organization.phone,
+                    f"{address.address_1}, {address.city} {address.postal_code}" if address else "",
+                    week_lines(weekly_hours(service.schedules), language),
+                )
+            )
+        audit.record(
+            session,
+            actor,
+            "patient.summary",
+            "Patient",
+            patient.id,
+            patient_id=patient.id,
+            detail={"referrals": len(items)},
+        )
+    return patient, language, items

@@ -10,6 +10,7 @@ from flask_login import login_required
 from referrals.auth.roles import Permission
 from referrals.errors import InvalidInput
 from referrals.loop import service as loop
+from referrals.loop.summary import TEXTS as SUMMARY_TEXTS
 from referrals.patients import service
 from referrals.patients.service import LikelyDuplicate
 from referrals.terminology import GENDERS, LANGUAGES, california_today
@@ -63,6 +64,21 @@ def show(patient_id: uuid.UUID) -> Response:
         referrals=referrals,
         age=patient.age(california_today()),
         consents=loop.patient_consents(actor, patient),
+    )
+
+
+@bp.get("/<uuid:patient_id>/summary")
+@login_required
+def summary(patient_id: uuid.UUID) -> Response:
+    """A print-friendly page the family takes home, in their language."""
+    require(Permission.SEND_REFERRALS)
+    patient, language, items = loop.family_summary(current_actor(), patient_id)
+    return render(
+        "patients/summary.html",
+        patient=patient,
+        items=items,
+        lang=language,
+        t=SUMMARY_TEXTS[language],
     )
 
 
