@@ -167,7 +167,10 @@ def send_referral(actor: Actor, patient_id: uuid.UUID, form: Mapping[str, object
             code_display=service.service_display,
             priority=data["priority"],
             note=data["note"],
-            sensitive=data["sensitive"],
+            # Sensitive when the clinician says so (a minor-consent service) or the directory
+            # flags the service (partner violence, reproductive health...): either way no
+            # guardian is notified and no text names it.
+            sensitive=data["sensitive"] or service.sensitive,
             contact_prohibited=data["contact_prohibited"],
             created_at=now,
             updated_at=now,

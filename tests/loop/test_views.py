@@ -281,3 +281,23 @@ def test_referrer_sees_the_medi_cal_closed_loop_values(world, client):
     assert "Referral Status: Declined; Reason for Loop Closure: Member Declined" in html
     client.login(world, "food")
     assert "Medi-Cal closed-loop" not in text(client.get(f"/referrals/{referral.id}"))
+
+
+def test_a_sensitive_service_still_shows_the_consenting_guardian_to_the_recipient(world, client):
+    from referrals.directory.service import add_service
+    from referrals.loop.service import send_referral
+    from tests.helpers import SYSTEM, referral_form
+
+    program = add_service(
+        SYSTEM,
+        world.orgs["youth"],
+        name="Family safety program",
+        categories=["intimate-partner-violence"],
+        sensitive=True,
+    )
+    child = make_patient(world)
+    form = referral_form(world, service_id=str(program.id), consent_given_by_name="Ana Lopez")
+    referral = send_referral(world.actor("clinician"), child.id, form)
+    client.login(world, "youth")
+    html = text(client.get(f"/referrals/{referral.id}"))
+    assert "Confidential" in html and "Ana Lopez, (510) 555-0142" in html

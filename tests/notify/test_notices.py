@@ -96,3 +96,29 @@ def test_a_notice_records_the_language_it_was_actually_written_in(world):
     run_due_jobs()
     [message] = messages()
     assert message.language == "en" and message.body.startswith("Sunrise Pediatrics sent")
+
+
+def test_a_referral_to_a_service_the_directory_flags_sensitive_never_texts_the_guardian(world):
+    from referrals.directory.service import add_service
+    from referrals.loop.models import Referral
+    from tests.helpers import SYSTEM
+
+    shelter = add_service(
+        SYSTEM,
+        world.orgs["youth"],
+        name="Family safety program",
+        categories=["intimate-partner-violence"],
+        sensitive=True,
+    )
+    child = make_patient(world)  # a 9-year-old: the mother consents, as usual
+    form_service = {"service_id": str(shelter.id), "consent_given_by_name": "Ana Lopez"}
+    from referrals.loop.service import send_referral
+    from tests.helpers import referral_form
+
+    form = referral_form(world, **form_service)
+    referral = send_referral(world.actor("clinician"), child.id, form)
+    db.session.remove()
+    assert db.session().get(Referral, referral.id).sensitive is True
+    run_due_jobs()
+    [message] = messages()
+    assert message.status == "skipped" and message.to_phone is None
