@@ -1,4 +1,5 @@
-"""Reading the directory: services by need, language and age."""
+"""Writing the directory by hand: organisations and the services they offer (imports go through
+hsds/importer.py, edits by organisations through listing.py)."""
 
 from __future__ import annotations
 
@@ -22,26 +23,6 @@ from referrals.directory.models import (
 from referrals.directory.search import refresh_search_rows
 from referrals.errors import InvalidInput
 from referrals.terminology import LANGUAGES, SDOH_CATEGORIES
-
-
-def find_services(
-    category: str | None = None, language: str | None = None, age: int | None = None
-) -> list[Service]:
-    """Active services, optionally for one need, one language and one age, by name."""
-    with transaction() as session:
-        services = list(
-            session.scalars(
-                select(Service).where(Service.status == "active").order_by(Service.name)
-            )
-        )
-    # Categories and languages are JSON lists, filtered here for a small directory.
-    return [
-        s
-        for s in services
-        if (not category or category in s.categories)
-        and (not language or language in s.language_codes)
-        and (age is None or s.serves_age(age))
-    ]
 
 
 def register_organization(

@@ -429,11 +429,6 @@ def new_referral_count(session: Session, actor: Actor) -> int:
     )
 
 
-def inbox_row(actor: Actor, referral_id: uuid.UUID) -> Task:
-    """One inbox row after an inline change, checked like any other read."""
-    return open_referral(actor, referral_id).task
-
-
 BUCKETS = ("open", "overdue", "closed")
 
 
