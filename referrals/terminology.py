@@ -85,7 +85,16 @@ GUARDIAN_RELATIONSHIPS: dict[str, str] = {
 CONSENT_METHODS: dict[str, str] = {
     "verbal": "Verbal, witnessed by staff",
     "written": "Signed paper form",
-    "electronic": "Signed electronically",
+    "electronic": "Signed on screen",
+}
+
+# What a consent lets the clinic disclose to the recipient (SDOHCC-Consent provision), as the
+# family is told: the minimum a recipient needs to help, never the screening answers.
+CONSENT_SCOPE: dict[str, str] = {
+    "demographics": "name, date of birth and preferred language",
+    "contact": "phone number",
+    "need": "the need being referred",
+    "note": "the clinician's note to the organisation",
 }
 
 CONSENT_GIVERS: dict[str, str] = {

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from referrals.auth.models import Organization, User
 from referrals.db import Base, utcnow
 from referrals.directory.models import Service
-from referrals.patients.models import Consent, Patient
+from referrals.patients.models import Consent, Need, Patient
 
 
 class Referral(Base):
@@ -28,6 +28,8 @@ class Referral(Base):
     performer_org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
     service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("services.id"))
     consent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("consents.id"))
+    # The need (SDOHCC-Condition) the referral addresses, when it came from a screening.
+    need_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("needs.id"), index=True)
     status: Mapped[str] = mapped_column(String(20), default="active")
     intent: Mapped[str] = mapped_column(String(20), default="order")
     category: Mapped[str] = mapped_column(String(64))  # SDOH domain
@@ -48,6 +50,7 @@ class Referral(Base):
     performer_org: Mapped[Organization] = relationship(foreign_keys=[performer_org_id])
     service: Mapped[Service] = relationship()
     consent: Mapped[Consent | None] = relationship()
+    need: Mapped[Need | None] = relationship()
     task: Mapped[Task] = relationship(back_populates="referral", uselist=False, lazy="joined")
 
 

@@ -38,8 +38,8 @@ from referrals.loop.reasons import find_reason, reason_text, reasons_for
 from referrals.loop.schemas import ReferralSchema, StatusChangeSchema
 from referrals.loop.summary import summary_language, week_lines
 from referrals.patients.consent_rules import consent_problem
-from referrals.patients.models import Consent, Patient
-from referrals.terminology import CALIFORNIA, california_today
+from referrals.patients.models import Consent, Need, Patient
+from referrals.terminology import CALIFORNIA, CONSENT_SCOPE, california_today
 
 PAGE_SIZE = 25
 NOTICE_JOB = "sms.notice"
@@ -150,21 +150,17 @@ def send_referral(actor: Actor, patient_id: uuid.UUID, form: Mapping[str, object
                 method=data["consent_method"],
                 # A date typed in California: midnight there, not in UTC.
                 granted_at=datetime.combine(data["consent_date"], time(), tzinfo=CALIFORNIA),
+                scope=list(CONSENT_SCOPE),
                 recorded_by_id=actor.user_id,
             )
             session.add(consent)
-        now = utcnow()
-        referral = Referral(
-            id=uuid.uuid4(),
-            patient_id=patient.id,
-            requester_org_id=actor.org_id,
-            requester_user_id=actor.user_id,
-            performer_org_id=recipient.id,
-            service_id=service.id,
+        referral = _new_referral(
+            session,
+            actor,
+            patient,
+            service,
             consent=consent,
             category=data["category"] or service.categories[0],
-            code=service.service_code,
-            code_display=service.service_display,
             priority=data["priority"],
             note=data["note"],
             # Sensitive when the clinician says so (a minor-consent service) or the directory
@@ -172,49 +168,106 @@ def send_referral(actor: Actor, patient_id: uuid.UUID, form: Mapping[str, object
             # guardian is notified and no text names it.
             sensitive=data["sensitive"] or service.sensitive,
             contact_prohibited=data["contact_prohibited"],
-            created_at=now,
-            updated_at=now,
         )
-        referral.task = Task(
-            id=uuid.uuid4(),
-            owner_org_id=recipient.id,
-            requester_org_id=actor.org_id,
-            status=Status.REQUESTED.value,
-            authored_on=now,
-            updated_at=now,
-        )
-        session.add(referral)
-        session.flush()
-        event = _event(
-            session,
-            actor,
-            referral,
-            None,
-            action=Action.SEND.value,
-            to_status=Status.REQUESTED.value,
-            note="",
-        )
-        audit.record(
-            session,
-            actor,
-            "referral.create",
-            "Referral",
-            referral.id,
-            patient_id=patient.id,
-            detail={"recipient_org_id": str(recipient.id), "consent": consent is not None},
-        )
-        _notify(session, event)
     return referral
+
+
+def _new_referral(
+    session: Session,
+    actor: Actor,
+    patient: Patient,
+    service: Service,
+    *,
+    consent: Consent | None,
+    category: str,
+    priority: str,
+    note: str,
+    sensitive: bool,
+    contact_prohibited: bool,
+    need: Need | None = None,
+) -> Referral:
+    """A ServiceRequest and its requested Task, the "sent" event, its audit entry and the
+    family's notice: everything one referral writes, in the caller's transaction."""
+    recipient = service.organization
+    now = utcnow()
+    referral = Referral(
+        id=uuid.uuid4(),
+        patient_id=patient.id,
+        requester_org_id=actor.org_id,
+        requester_user_id=actor.user_id,
+        performer_org_id=recipient.id,
+        service_id=service.id,
+        consent=consent,
+        need_id=need.id if need else None,
+        category=category,
+        code=service.service_code,
+        code_display=service.service_display,
+        priority=priority,
+        note=note,
+        sensitive=sensitive,
+        contact_prohibited=contact_prohibited,
+        created_at=now,
+        updated_at=now,
+    )
+    referral.task = Task(
+        id=uuid.uuid4(),
+        owner_org_id=recipient.id,
+        requester_org_id=actor.org_id,
+        status=Status.REQUESTED.value,
+        authored_on=now,
+        updated_at=now,
+    )
+    session.add(referral)
+    session.flush()
+    event = _event(
+        session,
+        actor,
+        referral,
+        None,
+        action=Action.SEND.value,
+        to_status=Status.REQUESTED.value,
+        note="",
+    )
+    audit.record(
+        session,
+        actor,
+        "referral.create",
+        "Referral",
+        referral.id,
+        patient_id=patient.id,
+        detail={
+            "recipient_org_id": str(recipient.id),
+            "consent": consent is not None,
+            "need_id": str(need.id) if need else None,
+        },
+    )
+    _notify(session, event)
+    return referral
+
+
+def service_problem(service: Service, age: int) -> str | None:
+    """Why this service cannot take a referral for a patient of this age now, if it cannot."""
+    if not service.active:
+        return f"{service.name} is no longer in the directory."
+    if not service.accepts_electronic_referrals or service.capacity_status == "no-capacity":
+        return (
+            f"{service.name} is not accepting referrals at the moment: choose another service "
+            "or call them."
+        )
+    if not service.serves_age(age):
+        low = service.minimum_age if service.minimum_age is not None else 0
+        high = f"–{service.maximum_age}" if service.maximum_age is not None else "+"
+        return f"{service.name} serves ages {low}{high}; the patient is {age}."
+    return None
 
 
 def _referral_problems(data: dict, patient: Patient, service: Service, today: date) -> dict:
     """Field messages for a referral that breaks a rule; empty when it may be sent."""
     problems: dict[str, list[str]] = {}
     age = patient.age(today)
-    if not service.serves_age(age):
-        low = service.minimum_age if service.minimum_age is not None else 0
-        high = f"–{service.maximum_age}" if service.maximum_age is not None else "+"
-        problems["service_id"] = [f"{service.name} serves ages {low}{high}; the patient is {age}."]
+    problem = service_problem(service, age)
+    if problem:
+        problems["service_id"] = [problem]
     if data["category"] and data["category"] not in service.categories:
         problems["category"] = ["This service does not address that need."]
     needs_consent = not service.organization.hipaa_covered

@@ -84,6 +84,9 @@ def _prepare(session: Session, event: ReferralEvent, referral: Referral, gateway
         sensitive=referral.sensitive,
         contact_prohibited=referral.contact_prohibited,
         opted_in=patient.sms_opt_in,
+        texts_allowed=referral.consent.sms_allowed if referral.consent else True,
+        consent_phone=referral.consent.sms_phone if referral.consent else None,
+        consent_language=referral.consent.language if referral.consent else None,
     )
     if isinstance(contact, Skip):
         return Message(**base, recipient_kind="none", status="skipped", skip_reason=contact.reason)

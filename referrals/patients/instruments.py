@@ -604,6 +604,11 @@ PRAPARE = Instrument(
 )
 
 
+# Answers that decline rather than answer: never a question's "negative" answer.
+REFUSALS = frozenset({CHOOSE_NOT_TO_ANSWER.code, DONT_KNOW_REFUSED.code, UNABLE_TO_RESPOND.code})
+
+DEFAULT_INSTRUMENT = "ahc-hrsn"
+
 INSTRUMENTS: dict[str, Instrument] = {
     instrument.key: instrument for instrument in (AHC_HRSN, HUNGER_VITAL_SIGN, PRAPARE)
 }

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from referrals.patients.instruments import (
+    REFUSALS,
     EitherItemRule,
     Instrument,
     Question,
@@ -84,6 +85,28 @@ def score_screening(instrument: Instrument, answers: Answers) -> ScreeningScore:
         positive_domains={domain: tuple(codes) for domain, codes in positive_domains.items()},
         results=results,
     )
+
+
+def check_answers(instrument: Instrument, answers: Answers) -> dict[str, tuple[str, ...] | str]:
+    """The answers, each as a tuple of answer codes or "skipped"; ImpossibleAnswer otherwise."""
+    return _check_answers(instrument, answers)
+
+
+def negative_answer(question: Question) -> str | None:
+    """The answer that screens negative, when the question has exactly one: what "no to the
+    rest" fills in. None for questions with no single negative (demographics, several options):
+    those the person must answer themselves."""
+    scored = [option for option in question.options if option.points is not None]
+    if scored:
+        return min(scored, key=lambda option: option.points or 0).code
+    if not question.positive_answers:
+        return None
+    negatives = [
+        option.code
+        for option in question.options
+        if option.code not in question.positive_answers and option.code not in REFUSALS
+    ]
+    return negatives[0] if len(negatives) == 1 else None
 
 
 def _check_answers(instrument: Instrument, answers: Answers) -> dict[str, tuple[str, ...] | str]:

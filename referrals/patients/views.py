@@ -11,7 +11,9 @@ from referrals.auth.roles import Permission
 from referrals.errors import InvalidInput
 from referrals.loop import service as loop
 from referrals.loop.summary import TEXTS as SUMMARY_TEXTS
+from referrals.patients import screening as screenings
 from referrals.patients import service
+from referrals.patients.screening_views import INSTRUMENT_NAMES, patient_start_form
 from referrals.patients.service import LikelyDuplicate
 from referrals.terminology import GENDERS, LANGUAGES, california_today
 from referrals.web import current_actor, render, require
@@ -64,6 +66,9 @@ def show(patient_id: uuid.UUID) -> Response:
         referrals=referrals,
         age=patient.age(california_today()),
         consents=loop.patient_consents(actor, patient),
+        screenings=screenings.patient_screenings(actor, patient),
+        start=patient_start_form(patient),
+        INSTRUMENT_NAMES=INSTRUMENT_NAMES,
     )
 
 
