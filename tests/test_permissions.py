@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from referrals.patients.screening import start_screening
 from tests.helpers import WebClient, make_patient, referral_form, send
 
 ROLES = ["anonymous", "clinician", "other_clinician", "food", "food_admin", "school", "admin"]
@@ -64,6 +65,21 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ),
     ("POST", "/patients/{patient}/consents/{consent}/revoke"): dict(
         clinician=404, other_clinician=404, food=403, food_admin=403, school=403, admin=403
+    ),
+    ("POST", "/patients/{patient}/screenings"): dict(
+        clinician=302, other_clinician=404, food=403, food_admin=403, school=403, admin=403
+    ),
+    ("GET", "/screenings/{screening}"): dict(
+        clinician=200, other_clinician=404, food=403, food_admin=403, school=403, admin=403
+    ),
+    ("POST", "/screenings/{screening}/answers"): dict(
+        clinician=302, other_clinician=404, food=403, food_admin=403, school=403, admin=403
+    ),
+    ("POST", "/screenings/{screening}/complete"): dict(
+        clinician=422, other_clinician=404, food=403, food_admin=403, school=403, admin=403
+    ),
+    ("POST", "/screenings/{screening}/referrals"): dict(
+        clinician=422, other_clinician=404, food=403, food_admin=403, school=403, admin=403
     ),
     ("GET", "/referrals"): dict(
         clinician=200, other_clinician=200, food=403, food_admin=403, school=403, admin=403
@@ -219,6 +235,9 @@ def test_the_matrix_covers_every_route(app):
 def test_each_role_gets_exactly_what_it_may(world, app, role):
     patient = make_patient(world)
     referral = send(world, patient)
+    screening = start_screening(
+        world.actor("clinician"), patient.id, {"respondent": f"guardian:{patient.guardians[0].id}"}
+    )
     client = WebClient(app.test_client())
     if role != "anonymous":
         client.login(world, role)
@@ -227,6 +246,7 @@ def test_each_role_gets_exactly_what_it_may(world, app, role):
     ids = {
         "patient": patient.id,
         "referral": referral.id,
+        "screening": screening.id,
         "job": uuid.uuid4(),
         "row": uuid.uuid4(),
         "consent": uuid.uuid4(),

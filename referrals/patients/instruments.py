@@ -604,6 +604,29 @@ PRAPARE = Instrument(
 )
 
 
+# Headings the form groups questions under, by the first domain a question screens for: plain
+# words the family may read over the clinician's shoulder ("Safety", not the SDOH category).
+SECTIONS: dict[str, Text] = {
+    "housing-instability": Text(
+        "Living situation", "Situación de vivienda"
+    ),  # translation: needs review
+    "homelessness": Text("Living situation", "Situación de vivienda"),  # translation: needs review
+    "inadequate-housing": Text(
+        "Housing conditions", "Condiciones de la vivienda"
+    ),  # translation: needs review
+    "food-insecurity": Text("Food", "Alimentos"),  # translation: needs review
+    "transportation-insecurity": Text("Transportation", "Transporte"),  # translation: needs review
+    "utility-insecurity": Text("Utilities", "Servicios públicos"),  # translation: needs review
+    "intimate-partner-violence": Text("Safety", "Seguridad"),  # translation: needs review
+    "employment-status": Text("Work", "Trabajo"),  # translation: needs review
+    "material-hardship": Text("Basic needs", "Necesidades básicas"),  # translation: needs review
+}
+
+
+def section_of(question: Question) -> Text | None:
+    return SECTIONS.get(question.domains[0]) if question.domains else None
+
+
 # Answers that decline rather than answer: never a question's "negative" answer.
 REFUSALS = frozenset({CHOOSE_NOT_TO_ANSWER.code, DONT_KNOW_REFUSED.code, UNABLE_TO_RESPOND.code})
 

@@ -305,6 +305,9 @@ def complete_screening(
         _record_observations(session, screening, instrument, score, now)
         _record_needs(session, screening, score, now)
         _flush(session)
+        session.expire(screening, ["observations", "needs"])  # loaded before they were written
+        screening.needs  # noqa: B018  (the caller reads them after the session ends)
+        screening.observations  # noqa: B018
         audit.record(
             session,
             actor,

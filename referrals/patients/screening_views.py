@@ -14,7 +14,8 @@ from referrals.errors import InvalidInput
 from referrals.loop import from_screening
 from referrals.loop import service as loop
 from referrals.patients import screening as screenings
-from referrals.patients.instruments import INSTRUMENTS
+from referrals.patients.consent_rules import MINOR_CONSENT_MIN_AGE
+from referrals.patients.instruments import INSTRUMENTS, SumScoreRule, section_of
 from referrals.patients.scoring import SKIPPED, negative_answer
 from referrals.terminology import CONSENT_SCOPE, california_today
 from referrals.web import current_actor, render, require
@@ -51,6 +52,7 @@ def _answer_form(screening, *, errors: dict | None = None, error: str | None = N
         answered=answered,
         SKIPPED=SKIPPED,
         negative_answer=negative_answer,
+        section_of=section_of,
         errors=errors or {},
         error=error,
     )
@@ -88,6 +90,12 @@ def _needs_page(screening, *, form=None, errors=None, error=None, status=200):
         error=error,
         SCOPE=CONSENT_SCOPE,
         sent_by_need=sent,
+        MINOR_CONSENT_MIN_AGE=MINOR_CONSENT_MIN_AGE,
+        THRESHOLDS={
+            rule.code: rule.threshold
+            for rule in INSTRUMENTS[screening.instrument].rules
+            if isinstance(rule, SumScoreRule)
+        },
         language=from_screening.family_language(patient, screening),
     )
 

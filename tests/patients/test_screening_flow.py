@@ -49,9 +49,13 @@ def test_ahc_food_and_housing_gives_two_unconfirmed_needs_with_codes(world: Worl
         ("food-insecurity", "unconfirmed", "733423003", "Z59.41"),
         ("housing-instability", "unconfirmed", "1156191002", "Z59.811"),
     }
-    observations = db.session().scalars(
-        select(ScreeningObservation).where(ScreeningObservation.screening_id == screening.id)
-    ).all()
+    observations = (
+        db.session()
+        .scalars(
+            select(ScreeningObservation).where(ScreeningObservation.screening_id == screening.id)
+        )
+        .all()
+    )
     by_code = {o.code: o for o in observations}
     assert len([o for o in observations if not o.derived]) == 10
     assert by_code["88122-7"].positive and by_code["88122-7"].domains == ["food-insecurity"]
