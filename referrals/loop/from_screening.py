@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from referrals import audit
 from referrals.auth.actor import Actor
 from referrals.auth.roles import Permission
@@ -19,6 +22,8 @@ from referrals.db import transaction, utcnow
 from referrals.directory.models import Service
 from referrals.directory.search import SearchResult, run_search
 from referrals.errors import Forbidden, InvalidInput
+from referrals.loop.lifecycle import OPEN
+from referrals.loop.models import Referral, Task
 from referrals.loop.schemas import NOTE_MAX
 from referrals.loop.service import _new_referral, service_problem
 from referrals.patients.consent_rules import consent_problem
@@ -211,7 +216,7 @@ def refer_for_needs(
     if not actor.can(Permission.SEND_REFERRALS):
         raise Forbidden("Only clinic staff can send referrals.")
     with transaction() as session:
-        screening = load_screening(session, actor, screening_id, "referral.create")
+        screening = load_screening(session, actor, screening_id, "referral.create", lock=True)
         patient = screening.patient
         apply_decisions(session, actor, screening, parse_decisions(screening, form))
         picks, errors = _picks(screening, form)
@@ -237,6 +242,12 @@ def refer_for_needs(
             problem = service_problem(service, age)
             if problem is None and need.domain not in service.categories:
                 problem = f"{service.name} does not address {need.display.lower()}."
+            if problem is None and _already_referred(session, need, service):
+                # Most often the same form sent twice (a double click, a reload).
+                problem = (
+                    f"{service.name} already has an open referral for "
+                    f"{need.display.lower()}: see it below."
+                )
             if problem:
                 errors.setdefault(key, []).append(problem)
             services[service_id] = service
@@ -281,6 +292,23 @@ def refer_for_needs(
                 detail={"recipient_org_id": str(consent.recipient_org_id)},
             )
     return screening, referrals
+
+
+def _already_referred(session: Session, need: Need, service: Service) -> bool:
+    open_statuses = [status.value for status in OPEN]
+    return (
+        session.scalar(
+            select(Referral.id)
+            .join(Referral.task)
+            .where(
+                Referral.need_id == need.id,
+                Referral.service_id == service.id,
+                Task.status.in_(open_statuses),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def _check_consent(

@@ -62,10 +62,12 @@ def _patient(session: Session, actor: Actor, patient_id: uuid.UUID, action: str)
 
 
 def load_screening(
-    session: Session, actor: Actor, screening_id: uuid.UUID, action: str
+    session: Session, actor: Actor, screening_id: uuid.UUID, action: str, *, lock: bool = False
 ) -> Screening:
-    """A screening of one of the actor's clinic's patients, or NotFound (audited)."""
-    screening = session.get(Screening, screening_id)
+    """A screening of one of the actor's clinic's patients, or NotFound (audited). `lock` holds
+    its row until the transaction ends (PostgreSQL), so that two submissions of the same
+    screening's form run one after the other."""
+    screening = session.get(Screening, screening_id, with_for_update=lock or None)
     if screening is None or screening.organization_id != actor.org_id:
         audit.deny(session, actor, action, "Screening", screening_id)
         raise NotFound("No such screening for a patient of your organisation.")

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from referrals.audit import AuditEvent
 from referrals.db import db, utcnow
+from referrals.directory.models import Service
 from referrals.errors import Conflict, Forbidden, InvalidInput, NotFound
 from referrals.jobs import Job
 from referrals.loop.lifecycle import Refusal
@@ -294,6 +295,23 @@ class TestSendingRules:
         assert err.value.fields["service_id"] == [
             "Family resource center serves ages 4–18; the patient is 2."
         ]
+
+    @pytest.mark.parametrize(
+        ("attribute", "value"),
+        [("capacity_status", "no-capacity"), ("accepts_electronic_referrals", False)],
+    )
+    def test_a_service_not_accepting_referrals_is_refused(self, world, attribute, value):
+        patient = make_patient(world)
+        session = db.session()
+        setattr(session.get(Service, world.service_ids["food"]), attribute, value)
+        session.commit()
+        with pytest.raises(InvalidInput) as err:
+            send(world, patient)
+        assert err.value.fields["service_id"] == [
+            "Food boxes is not accepting referrals at the moment: choose another service or "
+            "call them."
+        ]
+        assert session.scalar(select(func.count(Referral.id))) == 0
 
     def test_the_need_must_be_one_the_service_addresses(self, world):
         with pytest.raises(InvalidInput) as err:

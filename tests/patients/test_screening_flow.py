@@ -115,3 +115,24 @@ def test_impossible_answer_is_refused_and_nothing_saved(world: World) -> None:
         )
     db.session.remove()
     assert db.session().get(Screening, screening_id).answers == {"88123-5": ["LA28398-8"]}
+
+
+def test_the_same_referral_form_sent_twice_refers_once(world: World) -> None:
+    patient = make_patient(world)
+    screening = finished_ahc(world, patient)
+    food = next(n for n in screening.needs if n.domain == "food-insecurity")
+    guardian = patient.guardians[0]
+    form = {
+        f"need-{food.id}": "help-now",
+        f"service-{food.id}": str(world.service_ids["food"]),
+        "consent_by": f"guardian:{guardian.id}",
+        "consent_method": "verbal",
+    }
+    refer_for_needs(world.actor("clinician"), screening.id, form)
+    with pytest.raises(InvalidInput) as err:
+        refer_for_needs(world.actor("clinician"), screening.id, form)
+    assert err.value.fields[f"service-{food.id}"] == [
+        "Food boxes already has an open referral for food insecurity: see it below."
+    ]
+    assert db.session().scalar(select(func.count(Referral.id))) == 1
+    assert db.session().scalar(select(func.count(Consent.id))) == 1
