@@ -11,6 +11,7 @@ from referrals.db import db, transaction
 from referrals.directory.service import add_service, register_organization
 from referrals.directory.taxonomy_map import seed_taxonomy_map
 from referrals.loop.service import change_referral, send_referral
+from referrals.patients.screening import complete_screening, save_answers, start_screening
 from referrals.patients.service import register_patient
 from referrals.terminology import california_today
 
@@ -265,6 +266,15 @@ def seed(*, if_empty: bool = False) -> bool:
         "patient",
         "Sofia Martinez",
     )
+    # Ethan's mother answered the Hunger Vital Sign: food insecurity, still to confirm.
+    ethan = patients["Ethan"]
+    screening = start_screening(
+        clinician,
+        ethan.id,
+        {"instrument": "hvs", "respondent": f"guardian:{ethan.guardians[0].id}"},
+    )
+    save_answers(clinician, screening.id, {"q-88122-7": "LA6729-3", "q-88123-5": "LA28398-8"})
+    complete_screening(clinician, screening.id, {})
     caseworker = _actor("casework@housinghelp.example")
     change_referral(caseworker, housing.id, {"action": "accept", "version": "1"})
     counselor = _actor("counselor@safeharbor.example")
