@@ -60,14 +60,22 @@ def test_network_admin_cannot_read_referrals(world, client):
 def test_network_admins_edit_the_taxonomy_to_sdoh_mapping(world, client):
     client.login(world, "admin")
     client.get("/admin/taxonomy-map")
-    response = client.post("/admin/taxonomy-map", {
-        "taxonomy": "AIRS/211 LA", "term_code": "BD-1800.2000", "term_name": "Food Pantries",
-        "sdoh_category": "food-insecurity"})
+    response = client.post(
+        "/admin/taxonomy-map",
+        {
+            "taxonomy": "AIRS/211 LA",
+            "term_code": "BD-1800.2000",
+            "term_name": "Food Pantries",
+            "sdoh_category": "food-insecurity",
+        },
+    )
     assert response.headers["Location"] == "/admin/taxonomy-map"
     html = text(client.get("/admin/taxonomy-map"))
     assert "BD-1800.2000" in html and "Food insecurity" in html
-    again = client.post("/admin/taxonomy-map", {
-        "taxonomy": "AIRS/211 LA", "term_code": "BD-1800.2000", "sdoh_category": "stress"})
+    again = client.post(
+        "/admin/taxonomy-map",
+        {"taxonomy": "AIRS/211 LA", "term_code": "BD-1800.2000", "sdoh_category": "stress"},
+    )
     assert again.status_code == 422 and "Already mapped to Food insecurity." in text(again)
     bad = client.post("/admin/taxonomy-map", {"taxonomy": "", "sdoh_category": "weather"})
     assert "Pick an SDOH domain." in text(bad) and "Give the term&#39;s code" in text(bad)

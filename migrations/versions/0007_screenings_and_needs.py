@@ -105,6 +105,9 @@ def upgrade() -> None:
 
     with op.batch_alter_table('referrals', schema=None) as batch_op:
         batch_op.add_column(sa.Column('need_id', sa.Uuid(), nullable=True))
+        batch_op.add_column(sa.Column('sms_allowed', sa.Boolean(), server_default=sa.true(), nullable=False))
+        batch_op.add_column(sa.Column('sms_phone', sa.String(length=20), nullable=True))
+        batch_op.add_column(sa.Column('sms_language', sa.String(length=8), nullable=True))
         batch_op.create_index(batch_op.f('ix_referrals_need_id'), ['need_id'], unique=False)
         batch_op.create_foreign_key(batch_op.f('fk_referrals_need_id_needs'), 'needs', ['need_id'], ['id'])
 
@@ -116,6 +119,9 @@ def downgrade() -> None:
     with op.batch_alter_table('referrals', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_referrals_need_id_needs'), type_='foreignkey')
         batch_op.drop_index(batch_op.f('ix_referrals_need_id'))
+        batch_op.drop_column('sms_language')
+        batch_op.drop_column('sms_phone')
+        batch_op.drop_column('sms_allowed')
         batch_op.drop_column('need_id')
 
     with op.batch_alter_table('consents', schema=None) as batch_op:

@@ -26,7 +26,7 @@ from referrals.loop.lifecycle import OPEN
 from referrals.loop.models import Referral, Task
 from referrals.loop.schemas import NOTE_MAX
 from referrals.loop.service import _new_referral, service_problem
-from referrals.patients.consent_rules import consent_problem
+from referrals.patients.consent_rules import consent_problem, is_minor_consent, is_sensitive
 from referrals.patients.instruments import INSTRUMENTS
 from referrals.patients.models import Consent, Need, Patient, Screening
 from referrals.patients.screening import apply_decisions, load_screening, parse_decisions
@@ -276,9 +276,12 @@ def refer_for_needs(
                     category=need.domain,
                     priority=consent_form.priority,
                     note=note,
-                    sensitive=service.sensitive,
+                    sensitive=_sensitive(need, service),
                     contact_prohibited=consent_form.contact_prohibited,
                     need=need,
+                    sms_allowed=consent_form.sms_to is not None,
+                    sms_phone=consent_form.sms_to.phone if consent_form.sms_to else None,
+                    sms_language=consent_form.language if consent_form.sms_to else None,
                 )
             )
         for consent in consents.values():
@@ -319,10 +322,18 @@ def _check_consent(
     services: dict[uuid.UUID, Service],
     errors: dict[str, list[str]],
 ) -> None:
-    chosen = [services[service_id] for _, service_id in picks if service_id in services]
+    chosen = [(need, services[sid]) for need, sid in picks if sid in services]
+    for need, service in chosen:
+        if _sensitive(need, service) and form.sms_to is not None and form.sms_to.kind == "guardian":
+            errors.setdefault("sms_to", []).append(
+                f"The referral to {service.name} is confidential: texts never go to a parent or "
+                "guardian."
+            )
     if form.given_by is None:
-        missing = sorted({s.organization.name for s in chosen if not s.organization.hipaa_covered})
-        if missing:
+        missing = sorted(
+            {s.organization.name for _, s in chosen if not s.organization.hipaa_covered}
+        )
+        if missing and "consent_by" not in errors:
             one = len(missing) == 1
             errors["consent_by"] = [
                 f"{', '.join(missing)} "
@@ -332,14 +343,15 @@ def _check_consent(
         return
     if form.method is None:
         errors["consent_method"] = ["How was consent given: verbally, or signed on screen?"]
-    for service in chosen:
-        problem = consent_problem(age=age, giver=form.given_by.kind, sensitive=service.sensitive)
+    for need, service in chosen:
+        minor_consent = is_minor_consent(marked=False, domain=need.domain, age=age)
+        problem = consent_problem(age=age, giver=form.given_by.kind, sensitive=minor_consent)
         if problem:
             errors.setdefault("consent_by", []).append(f"{service.name}: {problem}")
-        if service.sensitive and form.sms_to is not None and form.sms_to.kind == "guardian":
-            errors.setdefault("sms_to", []).append(
-                f"{service.name} is confidential: texts never go to a parent or guardian."
-            )
+
+
+def _sensitive(need: Need, service: Service) -> bool:
+    return is_sensitive(marked=False, service_sensitive=service.sensitive, domain=need.domain)
 
 
 def _consent(

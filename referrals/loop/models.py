@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referrals.auth.models import Organization, User
@@ -41,6 +42,11 @@ class Referral(Base):
     sensitive: Mapped[bool] = mapped_column(default=False)
     # orderDetail contacting-subject-prohibited: the recipient must not contact the family.
     contact_prohibited: Mapped[bool] = mapped_column(default=False)
+    # The family's choice of text updates for this referral: none, or to which number and in
+    # which language (None: the family's number on file, in its language).
+    sms_allowed: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
+    sms_phone: Mapped[str | None] = mapped_column(String(20))
+    sms_language: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

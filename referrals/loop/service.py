@@ -37,7 +37,7 @@ from referrals.loop.overdue import business_days_before
 from referrals.loop.reasons import find_reason, reason_text, reasons_for
 from referrals.loop.schemas import ReferralSchema, StatusChangeSchema
 from referrals.loop.summary import summary_language, week_lines
-from referrals.patients.consent_rules import consent_problem
+from referrals.patients.consent_rules import consent_problem, is_minor_consent, is_sensitive
 from referrals.patients.models import Consent, Need, Patient
 from referrals.terminology import CALIFORNIA, CONSENT_SCOPE, california_today
 
@@ -166,7 +166,11 @@ def send_referral(actor: Actor, patient_id: uuid.UUID, form: Mapping[str, object
             # Sensitive when the clinician says so (a minor-consent service) or the directory
             # flags the service (partner violence, reproductive health...): either way no
             # guardian is notified and no text names it.
-            sensitive=data["sensitive"] or service.sensitive,
+            sensitive=is_sensitive(
+                marked=data["sensitive"],
+                service_sensitive=service.sensitive,
+                domain=data["category"] or service.categories[0],
+            ),
             contact_prohibited=data["contact_prohibited"],
         )
     return referral
@@ -185,6 +189,9 @@ def _new_referral(
     sensitive: bool,
     contact_prohibited: bool,
     need: Need | None = None,
+    sms_allowed: bool = True,
+    sms_phone: str | None = None,
+    sms_language: str | None = None,
 ) -> Referral:
     """A ServiceRequest and its requested Task, the "sent" event, its audit entry and the
     family's notice: everything one referral writes, in the caller's transaction."""
@@ -206,6 +213,9 @@ def _new_referral(
         note=note,
         sensitive=sensitive,
         contact_prohibited=contact_prohibited,
+        sms_allowed=sms_allowed,
+        sms_phone=sms_phone,
+        sms_language=sms_language,
         created_at=now,
         updated_at=now,
     )
@@ -285,7 +295,10 @@ def _referral_problems(data: dict, patient: Patient, service: Service, today: da
             problems["consent_method"] = ["How was the consent given?"]
         if not data["consent_date"]:
             problems["consent_date"] = ["When was the consent given?"]
-        problem = consent_problem(age=age, giver=giver, sensitive=data["sensitive"])
+        minor_consent = is_minor_consent(
+            marked=data["sensitive"], domain=data["category"] or service.categories[0], age=age
+        )
+        problem = consent_problem(age=age, giver=giver, sensitive=minor_consent)
         if problem:
             problems["consent_given_by"] = [problem]
     return problems

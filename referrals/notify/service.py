@@ -84,9 +84,9 @@ def _prepare(session: Session, event: ReferralEvent, referral: Referral, gateway
         sensitive=referral.sensitive,
         contact_prohibited=referral.contact_prohibited,
         opted_in=patient.sms_opt_in,
-        texts_allowed=referral.consent.sms_allowed if referral.consent else True,
-        consent_phone=referral.consent.sms_phone if referral.consent else None,
-        consent_language=referral.consent.language if referral.consent else None,
+        texts_allowed=referral.sms_allowed,
+        chosen_phone=referral.sms_phone,
+        chosen_language=referral.sms_language,
     )
     if isinstance(contact, Skip):
         return Message(**base, recipient_kind="none", status="skipped", skip_reason=contact.reason)

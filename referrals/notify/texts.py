@@ -72,30 +72,30 @@ def choose_recipient(
     contact_prohibited: bool,
     opted_in: bool,
     texts_allowed: bool = True,
-    consent_phone: str | None = None,
-    consent_language: str | None = None,
+    chosen_phone: str | None = None,
+    chosen_language: str | None = None,
 ) -> Contact | Skip:
     """Whom a notice goes to, or why it goes to no one.
 
     A minor's notices go to a guardian, except for sensitive (minor-consent) referrals, which
     only ever reach the adolescent (Cal. Family Code 6920-6929, Health & Safety Code 123110).
-    When the family's consent names the number texts go to (and their language), they go
-    there; a consent that declines texts means none."""
+    When the family chose the number texts go to (and their language), they go there; when
+    they declined texts, none go."""
     if contact_prohibited:
         return Skip("The referral says the family must not be contacted.")
     if not opted_in:
         return Skip("The family opted out of text messages.")
     if not texts_allowed:
-        return Skip("The family's consent does not allow text messages.")
+        return Skip("The family asked for no text messages about this referral.")
     guardian_phones = {phone for phone, _ in guardians if phone}
-    if consent_phone:
-        kind = "guardian" if consent_phone in guardian_phones else "patient"
+    if chosen_phone:
+        kind = "guardian" if chosen_phone in guardian_phones else "patient"
         if sensitive and kind == "guardian":
-            return Skip("Confidential referral: the consented number is a guardian's.")
-        language = consent_language or next(
-            (lang for phone, lang in guardians if phone == consent_phone), patient_language
+            return Skip("Confidential referral: the chosen number is a guardian's.")
+        language = chosen_language or next(
+            (lang for phone, lang in guardians if phone == chosen_phone), patient_language
         )
-        return Contact(kind, consent_phone, language)
+        return Contact(kind, chosen_phone, language)
     if sensitive:
         # A shared family phone is the guardian's phone: the notice would disclose.
         if patient_phone and patient_phone not in {phone for phone, _ in guardians}:

@@ -12,6 +12,27 @@ from datetime import date
 MINOR_CONSENT_MIN_AGE = 12
 ADULT_AGE = 18
 
+# Needs whose referrals are confidential whatever the service: a text or a printout about them
+# can put someone in danger. Partner violence: an adolescent of 12 or over also consents alone
+# (Family Code 6930); for a younger child the parent consents, and still no notice goes to a
+# guardian's phone.
+SENSITIVE_DOMAINS = frozenset({"intimate-partner-violence"})
+
+
+def is_sensitive(*, marked: bool, service_sensitive: bool, domain: str | None) -> bool:
+    """A referral is confidential when the clinician marks it so, when the directory flags the
+    service, or when the need is one of SENSITIVE_DOMAINS."""
+    return marked or service_sensitive or domain in SENSITIVE_DOMAINS
+
+
+def is_minor_consent(*, marked: bool, domain: str | None, age: int) -> bool:
+    """Whether the adolescent, not a parent, gives the consent: when the clinician marks the
+    referral as a minor-consent one, and for a sensitive need from age 12. (A parent may consent
+    to a service the directory flags sensitive; the referral stays confidential all the same.)"""
+    if marked:
+        return True
+    return domain in SENSITIVE_DOMAINS and age >= MINOR_CONSENT_MIN_AGE
+
 
 def age_on(birth_date: date, today: date) -> int:
     """Age in whole years on a given day."""

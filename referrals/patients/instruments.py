@@ -629,6 +629,8 @@ def section_of(question: Question) -> Text | None:
 
 # Answers that decline rather than answer: never a question's "negative" answer.
 REFUSALS = frozenset({CHOOSE_NOT_TO_ANSWER.code, DONT_KNOW_REFUSED.code, UNABLE_TO_RESPOND.code})
+# On a select-all question, answers that cannot go with any other ("none of the above").
+EXCLUSIVE_ANSWERS = REFUSALS | {NONE_OF_THE_ABOVE.code}
 
 DEFAULT_INSTRUMENT = "ahc-hrsn"
 

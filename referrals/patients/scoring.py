@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from referrals.patients.instruments import (
+    EXCLUSIVE_ANSWERS,
     REFUSALS,
     EitherItemRule,
     Instrument,
@@ -128,6 +129,13 @@ def _check_answers(instrument: Instrument, answers: Answers) -> dict[str, tuple[
         if len(values) > 1 and not question.repeats:
             raise ImpossibleAnswer(
                 f"Question {code} ({question.text.en}) takes one answer, got {', '.join(values)}."
+            )
+        exclusive = [answer for answer in values if answer in EXCLUSIVE_ANSWERS]
+        if exclusive and len(set(values)) > 1:
+            option = question.option(exclusive[0])
+            label = option.text.en if option else exclusive[0]
+            raise ImpossibleAnswer(
+                f"Question {code} ({question.text.en}): “{label}” cannot go with other answers."
             )
         for answer in values:
             if question.option(answer) is None:

@@ -239,6 +239,7 @@ def test_round_the_clock_schedules_are_open_all_day():
     from referrals.directory.search import weekly_hours
 
     for closes in ("00:00", "23:59"):
-        hours = weekly_hours([Schedule(freq="WEEKLY", byday="MO", opens_at="00:00",
-                                       closes_at=closes)])
+        hours = weekly_hours(
+            [Schedule(freq="WEEKLY", byday="MO", opens_at="00:00", closes_at=closes)]
+        )
         assert hours == [(0, 0, 1440)]

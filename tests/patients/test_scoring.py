@@ -258,3 +258,21 @@ def test_an_impossible_answer_is_refused_naming_question_and_value(
 
     for word in words:
         assert word in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        ["LA9-3", "LA31996-4"],  # none of the above, with pests
+        ["LA31996-4", "LA9-3"],
+    ],
+)
+def test_none_of_the_above_cannot_go_with_another_answer(answers: list[str]) -> None:
+    with pytest.raises(ImpossibleAnswer, match="“None of the above” cannot go with other"):
+        score_screening(AHC_HRSN, {"96778-6": answers})
+
+
+def test_a_select_all_question_takes_several_real_answers() -> None:
+    score = score_screening(AHC_HRSN, {"96778-6": ["LA31996-4", "LA28580-1"]})
+    assert score.answers["96778-6"] == ("LA31996-4", "LA28580-1")
+    assert score.positive_domains == {"inadequate-housing": ("96778-6",)}

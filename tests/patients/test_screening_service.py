@@ -165,9 +165,7 @@ class TestSaveAnswers:
         screening = start(world, make_patient(world))
         save_answers(world.actor("clinician"), screening.id, {"q-93030-5": "LA32-8"})
         with pytest.raises(InvalidInput) as err:
-            save_answers(
-                world.actor("clinician"), screening.id, {"q-88123-5": "LA6729-3", **form}
-            )
+            save_answers(world.actor("clinician"), screening.id, {"q-88123-5": "LA6729-3", **form})
         assert err.value.fields["answers"]
         assert fresh(screening.id).answers == {"93030-5": ["LA32-8"]}
 
@@ -321,9 +319,7 @@ class TestComplete:
         assert total.value_integer == 10 and not total.positive and total.domains == []
         assert needs(screening.id) == []
 
-    def test_a_second_submission_is_a_conflict_and_duplicates_nothing(
-        self, world: World
-    ) -> None:
+    def test_a_second_submission_is_a_conflict_and_duplicates_nothing(self, world: World) -> None:
         screening = finished(world, make_patient(world), {"q-88122-7": "LA28397-0"})
         before = (count(ScreeningObservation), count(Need))
         with pytest.raises(Conflict, match="submitted already"):
@@ -335,7 +331,7 @@ class TestComplete:
 
 
 class TestDecideNeeds:
-    def two_needs(self, world: World, name: str = "Maya"):
+    def three_needs(self, world: World, name: str = "Maya"):
         screening = finished(
             world,
             make_patient(world, given_name=name),
@@ -350,7 +346,7 @@ class TestDecideNeeds:
         return screening.id, by_domain
 
     def test_help_now_confirmed_and_dismissed(self, world: World) -> None:
-        screening_id, by_domain = self.two_needs(world)
+        screening_id, by_domain = self.three_needs(world)
         food, housing, transport = (
             by_domain["food-insecurity"],
             by_domain["housing-instability"],
@@ -390,7 +386,7 @@ class TestDecideNeeds:
         assert sorted(actions) == ["need.confirmed", "need.dismissed", "need.help-now"]
 
     def test_needs_not_mentioned_stay_unconfirmed(self, world: World) -> None:
-        screening_id, by_domain = self.two_needs(world)
+        screening_id, by_domain = self.three_needs(world)
         food = by_domain["food-insecurity"]
         decide_needs(
             world.actor("clinician"),
@@ -405,10 +401,8 @@ class TestDecideNeeds:
             "transportation-insecurity": "unconfirmed",
         }
 
-    def test_unknown_decision_or_need_is_refused_and_nothing_changes(
-        self, world: World
-    ) -> None:
-        screening_id, by_domain = self.two_needs(world)
+    def test_unknown_decision_or_need_is_refused_and_nothing_changes(self, world: World) -> None:
+        screening_id, by_domain = self.three_needs(world)
         food = by_domain["food-insecurity"]
         for form in (
             {f"need-{food.id}": "maybe"},
@@ -420,11 +414,13 @@ class TestDecideNeeds:
         assert {n.verification for n in needs(screening_id)} == {"unconfirmed"}
 
     def test_a_need_of_another_screening_is_refused(self, world: World) -> None:
-        screening_id, by_domain = self.two_needs(world)
-        other_id, _ = self.two_needs(world, name="Luis")
+        screening_id, _ = self.three_needs(world)
+        other_id, _ = self.three_needs(world, name="Luis")
         other_need = needs(other_id)[0]
         with pytest.raises(InvalidInput):
-            decide_needs(world.actor("clinician"), screening_id, {f"need-{other_need.id}": "confirmed"})
+            decide_needs(
+                world.actor("clinician"), screening_id, {f"need-{other_need.id}": "confirmed"}
+            )
 
     def test_deciding_needs_an_unfinished_screening(self, world: World) -> None:
         screening = start(world, make_patient(world))
@@ -432,10 +428,12 @@ class TestDecideNeeds:
             decide_needs(world.actor("clinician"), screening.id, {})
 
     def test_another_clinic_cannot_decide(self, world: World) -> None:
-        screening_id, by_domain = self.two_needs(world)
+        screening_id, by_domain = self.three_needs(world)
         food = by_domain["food-insecurity"]
         with pytest.raises(NotFound):
-            decide_needs(world.actor("other_clinician"), screening_id, {f"need-{food.id}": "dismissed"})
+            decide_needs(
+                world.actor("other_clinician"), screening_id, {f"need-{food.id}": "dismissed"}
+            )
 
 
 def test_start_update_and_complete_are_audited(world: World) -> None:
@@ -445,11 +443,15 @@ def test_start_update_and_complete_are_audited(world: World) -> None:
     save_answers(world.actor("clinician"), screening.id, {}, rest_negative=True)
     complete_screening(world.actor("clinician"), screening.id, {})
     db.session.remove()
-    entries = db.session().scalars(
-        select(AuditEvent)
-        .where(AuditEvent.target_type == "Screening", AuditEvent.target_id == str(screening.id))
-        .order_by(AuditEvent.id)
-    ).all()
+    entries = (
+        db.session()
+        .scalars(
+            select(AuditEvent)
+            .where(AuditEvent.target_type == "Screening", AuditEvent.target_id == str(screening.id))
+            .order_by(AuditEvent.id)
+        )
+        .all()
+    )
     assert [e.action for e in entries] == [
         "screening.start",
         "screening.update",
