@@ -181,6 +181,8 @@ def _error_page(status: int, title: str, message: str) -> Response:
         )
         response.headers["HX-Retarget"] = "#messages"
         response.headers["HX-Reswap"] = "innerHTML"
+        # The element's own hx-select would look for its target in this fragment: not here.
+        response.headers["HX-Reselect"] = ".flash"
         return response
     return make_response(render_template("error.html", title=title, message=message), status)
 

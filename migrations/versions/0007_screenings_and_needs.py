@@ -30,6 +30,8 @@ def upgrade() -> None:
     sa.Column('respondent_guardian_id', sa.Uuid(), nullable=True),
     sa.Column('respondent_name', sa.String(length=200), nullable=False),
     sa.Column('answers', sa.JSON(), nullable=False),
+    sa.Column('last_page', sa.String(length=32), nullable=False),
+    sa.Column('autofilled', sa.JSON(), nullable=False),
     sa.Column('results', sa.JSON(), nullable=False),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),

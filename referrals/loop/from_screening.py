@@ -35,6 +35,7 @@ from referrals.terminology import CONSENT_SCOPE, LANGUAGES, PRIORITIES, californ
 SIGNATURE_PREFIX = "data:image/png;base64,"
 SIGNATURE_MAX = 200_000  # characters of a data URL: a signature drawn on screen is ~10-40 kB
 SUGGESTIONS = 4
+REQUIRED_SCOPE = ("demographics", "need")  # without them, nobody can be helped
 
 
 @dataclass
@@ -126,6 +127,7 @@ class ConsentForm:
     note: str
     priority: str
     contact_prohibited: bool
+    scope: list[str]
 
 
 def _consent_form(patient: Patient, form: Mapping[str, object]) -> tuple[ConsentForm, dict]:
@@ -165,6 +167,16 @@ def _consent_form(patient: Patient, form: Mapping[str, object]) -> tuple[Consent
     note = text("note")
     if len(note) > NOTE_MAX:
         errors["note"] = [f"At most {NOTE_MAX} characters."]
+    # The page sends `scope_shown` with its checkboxes; a form without the choice shares all.
+    scope = _values(form, "scope") if "scope_shown" in form else list(CONSENT_SCOPE)
+    unknown = [item for item in scope if item not in CONSENT_SCOPE]
+    if unknown:
+        errors["scope"] = ["Choose from the listed kinds of information."]
+    elif not set(REQUIRED_SCOPE) <= set(scope):
+        errors["scope"] = [
+            "An organisation cannot help without the patient's name and the need: keep those."
+        ]
+    scope = [item for item in CONSENT_SCOPE if item in scope]
     priority = text("priority") or "routine"
     if priority not in PRIORITIES:
         errors["priority"] = ["Choose a priority from the list."]
@@ -178,9 +190,16 @@ def _consent_form(patient: Patient, form: Mapping[str, object]) -> tuple[Consent
             note,
             priority,
             text("contact_prohibited") in {"y", "on", "1", "true"},
+            scope,
         ),
         errors,
     )
+
+
+def _values(form: Mapping[str, object], key: str) -> list[str]:
+    getlist = getattr(form, "getlist", None)
+    raw = getlist(key) if getlist else form.get(key) or []
+    return [str(v) for v in ([raw] if isinstance(raw, str) else raw) if v]
 
 
 def _picks(
@@ -371,7 +390,7 @@ def _consent(
         granted_by_name=form.given_by.name,
         method=form.method,
         granted_at=now,
-        scope=list(CONSENT_SCOPE),
+        scope=form.scope,
         sms_allowed=form.sms_to is not None,
         sms_phone=form.sms_to.phone if form.sms_to else None,
         language=form.language,

@@ -560,6 +560,9 @@ PRAPARE = Instrument(
                 ),
                 AnswerOption("LA30129-3", Text("Phone", "Teléfono")),  # translation: needs review
                 AnswerOption("LA46-8", Text("Other", "Otro")),  # translation: needs review
+                # Not in PRAPARE's answer list, where no box ticked means none; a form needs a
+                # way to say so that differs from "not asked yet".
+                NONE_OF_THE_ABOVE,
                 CHOOSE_NOT_TO_ANSWER,
             ),
             domains=("food-insecurity", "material-hardship", "utility-insecurity"),

@@ -116,6 +116,10 @@ class Screening(Base):
     respondent_name: Mapped[str] = mapped_column(String(200))
     # {question code: [answer codes] | "skipped"}: QuestionnaireResponse.item
     answers: Mapped[dict] = mapped_column(default=dict)
+    # The page (one opening of the form) that saved last: its own saves never conflict.
+    last_page: Mapped[str] = mapped_column(String(32), default="")
+    # Questions answered by the clinician's "no to the rest", not one by one.
+    autofilled: Mapped[list] = mapped_column(default=list)
     # The instrument's own results once finished: [{"code", "value", "positive"}]
     results: Mapped[list] = mapped_column(default=list)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)

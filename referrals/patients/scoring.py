@@ -122,6 +122,11 @@ def _check_answers(instrument: Instrument, answers: Answers) -> dict[str, tuple[
             checked[code] = SKIPPED
             continue
         values = (value,) if isinstance(value, str) else tuple(value)
+        if SKIPPED in values:
+            raise ImpossibleAnswer(
+                f"Question {code} ({question.text.en}) is marked skipped and answered: "
+                "untick one of them."
+            )
         if not values:
             raise ImpossibleAnswer(
                 f"Question {code} ({question.text.en}) has no answer; mark it skipped instead."

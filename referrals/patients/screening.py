@@ -186,27 +186,37 @@ def _respondent(
     raise InvalidInput("Who answered?", {"respondent": ["Say who answered the questions."]})
 
 
-def form_answers(instrument: Instrument, form: Mapping[str, object]) -> dict[str, object]:
-    """The answers a form carries: field `q-<LOINC>` per question, repeated for select-all
-    questions; "skipped" marks a question the family skipped. Unknown `q-` fields are kept so
-    that checking them names them."""
+def form_answers(
+    instrument: Instrument, form: Mapping[str, object]
+) -> tuple[dict[str, object], list[str]]:
+    """The answers a form carries, and the questions it clears. Field `q-<LOINC>` per question,
+    repeated for select-all questions; "skipped" marks a question the family skipped. Each
+    question on the page also sends `present=<LOINC>`: one present without an answer was
+    cleared (unticked boxes send nothing). Unknown `q-` fields are kept so that checking them
+    names them."""
     getlist = getattr(form, "getlist", None)
+
+    def values_of(key: str) -> list[str]:
+        raw = getlist(key) if getlist else [form[key]] if key in form else []
+        return [str(v) for v in raw if v]
+
     answers: dict[str, object] = {}
     for key in form:
         if not key.startswith("q-"):
             continue
         code = key[2:]
-        values = [v for v in (getlist(key) if getlist else [form[key]]) if v]
+        values = values_of(key)
         question = instrument.question(code)
         if not values:
             continue
-        if SKIPPED in values:
+        if values == [SKIPPED]:
             answers[code] = SKIPPED
         elif question is not None and question.repeats:
             answers[code] = values
         else:
             answers[code] = values[0] if len(values) == 1 else values
-    return answers
+    cleared = [code for code in values_of("present") if code not in answers]
+    return answers, cleared
 
 
 def save_answers(
@@ -223,15 +233,20 @@ def save_answers(
     with transaction() as session:
         screening = load_screening(session, actor, screening_id, "screening.update")
         _refuse_finished(screening)
+        _check_version(screening, form)
         _merge(screening, form)
         if rest_negative:
             instrument = INSTRUMENTS[screening.instrument]
             answers = dict(screening.answers)
+            filled = []
             for question in instrument.questions:
                 negative = negative_answer(question)
                 if question.code not in answers and negative is not None:
                     answers[question.code] = [negative]
+                    filled.append(question.code)
             screening.answers = answers
+            # Kept apart: the results say which answers came from "no to the rest".
+            screening.autofilled = [*screening.autofilled, *filled]
         screening.updated_at = utcnow()
         _flush(session)
         audit.record(
@@ -255,17 +270,37 @@ def _refuse_finished(screening: Screening) -> None:
         )
 
 
+def _check_version(screening: Screening, form: Mapping[str, object]) -> None:
+    """A whole form carries the version it was drawn from and its page's id: sent from a page
+    older than the last save made elsewhere (another window), it would put back answers changed
+    since. The page's own saves (each question as it is answered) do not count; they carry no
+    version and only change their question."""
+    given = str(form.get("version") or "").strip()
+    page = str(form.get("page") or "")[:32]
+    if given and given != str(screening.version) and screening.last_page != page:
+        raise Conflict(
+            "These answers were changed in another window since this page was opened. Reload "
+            "the page to see them, then go on."
+        )
+
+
 def _merge(screening: Screening, form: Mapping[str, object]) -> None:
     instrument = INSTRUMENTS[screening.instrument]
+    found, cleared = form_answers(instrument, form)
     try:
-        given = check_answers(instrument, form_answers(instrument, form))
+        given = check_answers(instrument, found)
     except ImpossibleAnswer as err:
         raise InvalidInput(str(err), {"answers": [str(err)]}) from None
+    screening.last_page = str(form.get("page") or "")[:32]
     answers = dict(screening.answers)
+    autofilled = [code for code in screening.autofilled if code not in given]
+    for code in cleared:
+        if instrument.question(code) is not None:
+            answers.pop(code, None)
     for code, value in given.items():
         answers[code] = value if value == SKIPPED else list(value)
-    # A question whose radios were all cleared stays as it was: HTML cannot send "no answer".
     screening.answers = answers
+    screening.autofilled = [code for code in autofilled if code in answers]
 
 
 def _flush(session: Session) -> None:
@@ -289,6 +324,7 @@ def complete_screening(
     with transaction() as session:
         screening = load_screening(session, actor, screening_id, "screening.complete")
         _refuse_finished(screening)
+        _check_version(screening, form)
         _merge(screening, form)
         instrument = INSTRUMENTS[screening.instrument]
         score = score_screening(instrument, screening.answers)
@@ -451,6 +487,11 @@ def apply_decisions(
         verification, priority = DECISIONS[decision]
         if (need.verification, need.family_priority) == (verification, priority):
             continue
+        if verification == "refuted" and _open_referrals(session, need):
+            raise InvalidInput(
+                f"{need.display} has an open referral: cancel it before dismissing the need.",
+                {f"need-{need.id}": ["Cancel its open referral first."]},
+            )
         need.verification, need.family_priority = verification, priority
         need.clinical_status = "inactive" if verification == "refuted" else "active"
         need.decided_at, need.decided_by_id = now, actor.user_id
@@ -463,6 +504,21 @@ def apply_decisions(
             patient_id=screening.patient_id,
             detail={"domain": need.domain},
         )
+
+
+def _open_referrals(session: Session, need: Need) -> bool:
+    from referrals.loop.lifecycle import OPEN
+    from referrals.loop.models import Referral, Task
+
+    return (
+        session.scalar(
+            select(Referral.id)
+            .join(Referral.task)
+            .where(Referral.need_id == need.id, Task.status.in_([s.value for s in OPEN]))
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def decide_needs(actor: Actor, screening_id: uuid.UUID, form: Mapping[str, object]) -> Screening:

@@ -35,6 +35,51 @@ def start(patient_id: uuid.UUID) -> Response:
     return redirect(url_for("screenings.show", screening_id=screening.id))
 
 
+# What the form says around the questions, in the form's language: the family may read along.
+FORM_TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "answered_by": "Answered by {name} ({who}), about the household.",
+        "guardian": "parent or guardian",
+        "patient": "the patient",
+        "other": "caregiver",
+        "saved_as_you_go": "Answers are saved as you go; the screening is scored when finished.",
+        "all_that_apply": "Choose all that apply.",
+        "skipped": "Skipped",
+        "answer_this": "Answer this, or mark it skipped.",
+        "autofilled": "“no to the rest”",
+        "autofilled_title": "Answered with the “Answer the rest no” button",
+        "progress": "{answered} of {total} answered · saved {time}",
+        "finish": "Finish screening",
+        "rest": "Answer the rest “no”",
+        "rest_title": "Every question not answered yet gets its “no” answer (never, no, "
+        "steady place…)",
+        "later": "Save for later",
+        "back": "Back to {name}",
+    },
+    # translation: needs review (every Spanish line of this table was written by us)
+    "es": {
+        "answered_by": "Respondido por {name} ({who}), sobre el hogar.",
+        "guardian": "madre, padre o tutor",
+        "patient": "el paciente",
+        "other": "cuidador",
+        "saved_as_you_go": "Las respuestas se guardan al contestar; la evaluación se califica "
+        "al terminar.",
+        "all_that_apply": "Marque todas las que correspondan.",
+        "skipped": "Omitida",
+        "answer_this": "Conteste esta pregunta o márquela como omitida.",
+        "autofilled": "“no al resto”",
+        "autofilled_title": "Respondida con el botón “Responder no al resto”",
+        "progress": "{answered} de {total} respondidas · guardado {time}",
+        "finish": "Terminar la evaluación",
+        "rest": "Responder “no” al resto",
+        "rest_title": "Cada pregunta sin respuesta recibe su respuesta “no” (nunca, no, "
+        "lugar estable…)",
+        "later": "Guardar para después",
+        "back": "Volver a {name}",
+    },
+}
+
+
 def _answer_form(screening, *, errors: dict | None = None, error: str | None = None, status=200):
     lang = request.args.get("lang") or screening.language
     lang = lang if lang in screenings.FORM_LANGUAGES else "en"
@@ -53,6 +98,9 @@ def _answer_form(screening, *, errors: dict | None = None, error: str | None = N
         SKIPPED=SKIPPED,
         negative_answer=negative_answer,
         section_of=section_of,
+        t=FORM_TEXTS[lang],
+        # One opening of the form: its own saves never count as someone else's.
+        page_id=request.form.get("page") or uuid.uuid4().hex,
         errors=errors or {},
         error=error,
     )

@@ -26,6 +26,7 @@ function setUpSignature(canvas) {
   pen.lineCap = "round";
   pen.strokeStyle = "#1b2430";
   var drawing = false;
+  var drew = false;  // a tap leaves no stroke: it is not a signature
   function point(event) {
     var box = canvas.getBoundingClientRect();
     return [(event.clientX - box.left) * canvas.width / box.width,
@@ -44,10 +45,12 @@ function setUpSignature(canvas) {
     var p = point(event);
     pen.lineTo(p[0], p[1]);
     pen.stroke();
+    drew = true;
   });
   function finish() {
     if (!drawing) return;
     drawing = false;
+    if (!drew) return;
     field.value = canvas.toDataURL("image/png");
     var method = canvas.closest("form").querySelector('input[name="consent_method"][value="electronic"]');
     if (method) method.checked = true;
@@ -58,6 +61,7 @@ function setUpSignature(canvas) {
   if (clear) clear.addEventListener("click", function () {
     pen.clearRect(0, 0, canvas.width, canvas.height);
     field.value = "";
+    drew = false;
   });
 }
 document.addEventListener("DOMContentLoaded", function () {

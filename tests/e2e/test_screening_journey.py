@@ -64,10 +64,14 @@ def test_screen_confirm_and_refer_in_twelve_clicks(new_page, world: World, brows
     )
     clicks.check(choose(clinician, "nos preocupó que la comida", "Con frecuencia es cierto"))
     clicks.check(choose(clinician, "no alcanzó", "A veces es cierto"))
-    expect(clinician.locator("#progress")).to_contain_text("3 of 10 answered")  # saved as we go
-    clicks.click(clinician.get_by_role("button", name="Answer the rest “no”"))
-    expect(choose(clinician, "daño físico", "Nunca")).to_be_checked()
-    clicks.click(clinician.get_by_role("button", name="Finish screening"))
+    expect(clinician.locator("#progress")).to_contain_text("3 de 10 respondidas")  # saved as we go
+    clicks.click(clinician.get_by_role("button", name="Responder “no” al resto"))
+    expect(
+        clinician.locator("fieldset.question", has_text="daño físico").get_by_role(
+            "radio", name=re.compile("^Nunca")
+        )
+    ).to_be_checked()
+    clicks.click(clinician.get_by_role("button", name="Terminar la evaluación"))
     expect(clinician.locator("#messages")).to_contain_text(
         "positive for housing instability, food insecurity"
     )

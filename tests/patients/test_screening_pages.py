@@ -72,7 +72,7 @@ def test_start_redirects_to_the_spanish_form(world, client):
         assert question.text.es in html
     assert "¿Cuál es su situación de vivienda hoy?" in html
     assert "What is your living situation today?" not in html
-    assert "0 of 10 answered" in html
+    assert "0 de 10 respondidas" in html
 
     english = text(client.get(f"{url}?lang=en"))
     assert "What is your living situation today?" in english
@@ -98,7 +98,7 @@ def test_htmx_save_returns_the_progress(world, client):
     url = start(client, patient)
     response = client.post(f"{url}/answers", FOOD_AND_HOUSING, htmx=True)
     assert response.status_code == 200
-    assert "3 of 10 answered" in text(response)
+    assert "3 de 10 respondidas" in text(response)
     screening = db.session().get(Screening, uuid.UUID(url.rsplit("/", 1)[1]))
     assert screening.answers == {k[2:]: [v] for k, v in FOOD_AND_HOUSING.items()}
 
@@ -109,7 +109,7 @@ def test_rest_negative_then_complete_shows_the_needs_with_codes_and_services(wor
     url = start(client, patient)
     response = client.post(f"{url}/answers", {**FOOD_AND_HOUSING, "rest": "negative"})
     assert response.status_code == 302 and response.headers["Location"] == url
-    assert "10 of 10 answered" in text(client.get(url))
+    assert "10 de 10 respondidas" in text(client.get(url))
 
     response = client.post(f"{url}/complete", {})
     assert response.status_code == 302 and response.headers["Location"] == url
@@ -142,8 +142,8 @@ def test_incomplete_finish_is_422_and_keeps_what_was_given(world, client):
     assert response.status_code == 422
     html = text(response)
     assert "7 questions still need an answer" in html
-    assert html.count("Answer this, or mark it skipped.") == 7
-    assert "3 of 10 answered" in html
+    assert html.count("Conteste esta pregunta o márquela como omitida.") == 7
+    assert "3 de 10 respondidas" in html
     screening = db.session().get(Screening, uuid.UUID(url.rsplit("/", 1)[1]))
     assert screening.status == "in-progress" and len(screening.answers) == 3
 
