@@ -128,6 +128,9 @@ class ConsentForm:
     priority: str
     contact_prohibited: bool
     scope: list[str]
+    # An adolescent's own consent for the referrals they consent to alone (partner violence
+    # from 12): verbal, attested by the clinician; the main consent covers the others.
+    own: Person | None = None
 
 
 def _consent_form(patient: Patient, form: Mapping[str, object]) -> tuple[ConsentForm, dict]:
@@ -191,6 +194,7 @@ def _consent_form(patient: Patient, form: Mapping[str, object]) -> tuple[Consent
             priority,
             text("contact_prohibited") in {"y", "on", "1", "true"},
             scope,
+            by_value["patient"] if text("own_consent") == "verbal" else None,
         ),
         errors,
     )
@@ -274,16 +278,23 @@ def refer_for_needs(
         if errors:
             raise InvalidInput("The referrals cannot be sent yet.", errors)
 
-        consents: dict[uuid.UUID, Consent] = {}
+        consents: dict[tuple[uuid.UUID, str], Consent] = {}
         now = utcnow()
         instrument = INSTRUMENTS[screening.instrument]
         referrals = []
         for need, service_id in picks:
             service = services[service_id]
             org_id = service.organization_id
-            if consent_form.given_by is not None and org_id not in consents:
-                consents[org_id] = _consent(consent_form, actor, patient, screening, org_id, now)
-                session.add(consents[org_id])
+            giver, method = _giver(consent_form, need, age)
+            consent = None
+            if giver is not None and method is not None:
+                key = (org_id, giver.value)
+                if key not in consents:
+                    consents[key] = _consent(
+                        consent_form, actor, patient, screening, org_id, now, giver, method
+                    )
+                    session.add(consents[key])
+                consent = consents[key]
             note = consent_form.note or _default_note(need, instrument.name.en, screening)
             referrals.append(
                 _new_referral(
@@ -291,7 +302,7 @@ def refer_for_needs(
                     actor,
                     patient,
                     service,
-                    consent=consents.get(org_id),
+                    consent=consent,
                     category=need.domain,
                     priority=consent_form.priority,
                     note=note,
@@ -333,6 +344,14 @@ def _already_referred(session: Session, need: Need, service: Service) -> bool:
     )
 
 
+def _giver(form: ConsentForm, need: Need, age: int) -> tuple[Person | None, str | None]:
+    """Who consents to the referral for this need, and how: the adolescent themselves for what
+    they consent to alone, when the form says they did; the main consent otherwise."""
+    if form.own is not None and is_minor_consent(marked=False, domain=need.domain, age=age):
+        return form.own, "verbal"
+    return form.given_by, form.method
+
+
 def _check_consent(
     form: ConsentForm,
     patient: Patient,
@@ -342,31 +361,34 @@ def _check_consent(
     errors: dict[str, list[str]],
 ) -> None:
     chosen = [(need, services[sid]) for need, sid in picks if sid in services]
+    missing: set[str] = set()
+    main_used = False
     for need, service in chosen:
         if _sensitive(need, service) and form.sms_to is not None and form.sms_to.kind == "guardian":
             errors.setdefault("sms_to", []).append(
                 f"The referral to {service.name} is confidential: texts never go to a parent or "
                 "guardian."
             )
-    if form.given_by is None:
-        missing = sorted(
-            {s.organization.name for _, s in chosen if not s.organization.hipaa_covered}
-        )
-        if missing and "consent_by" not in errors:
-            one = len(missing) == 1
-            errors["consent_by"] = [
-                f"{', '.join(missing)} "
-                f"{'is not a HIPAA-covered entity' if one else 'are not HIPAA-covered entities'}: "
-                f"record the family's consent to share with {'it' if one else 'them'}."
-            ]
-        return
-    if form.method is None:
-        errors["consent_method"] = ["How was consent given: verbally, or signed on screen?"]
-    for need, service in chosen:
+        giver, _ = _giver(form, need, age)
+        if giver is None:
+            if not service.organization.hipaa_covered:
+                missing.add(service.organization.name)
+            continue
+        main_used = main_used or giver is form.given_by
         minor_consent = is_minor_consent(marked=False, domain=need.domain, age=age)
-        problem = consent_problem(age=age, giver=form.given_by.kind, sensitive=minor_consent)
+        problem = consent_problem(age=age, giver=giver.kind, sensitive=minor_consent)
         if problem:
             errors.setdefault("consent_by", []).append(f"{service.name}: {problem}")
+    if missing and "consent_by" not in errors:
+        names = sorted(missing)
+        one = len(names) == 1
+        errors["consent_by"] = [
+            f"{', '.join(names)} "
+            f"{'is not a HIPAA-covered entity' if one else 'are not HIPAA-covered entities'}: "
+            f"record the family's consent to share with {'it' if one else 'them'}."
+        ]
+    if main_used and form.given_by is not None and form.method is None:
+        errors["consent_method"] = ["How was consent given: verbally, or signed on screen?"]
 
 
 def _sensitive(need: Need, service: Service) -> bool:
@@ -380,21 +402,22 @@ def _consent(
     screening: Screening,
     org_id: uuid.UUID,
     now: datetime,
+    giver: Person,
+    method: str,
 ) -> Consent:
-    assert form.given_by is not None and form.method is not None
     return Consent(
         id=uuid.uuid4(),
         patient_id=patient.id,
         recipient_org_id=org_id,
-        granted_by=form.given_by.kind,
-        granted_by_name=form.given_by.name,
-        method=form.method,
+        granted_by=giver.kind,
+        granted_by_name=giver.name,
+        method=method,
         granted_at=now,
         scope=form.scope,
         sms_allowed=form.sms_to is not None,
         sms_phone=form.sms_to.phone if form.sms_to else None,
         language=form.language,
-        signature=form.signature,
+        signature=form.signature if giver is form.given_by else None,
         screening_id=screening.id,
         recorded_by_id=actor.user_id,
     )

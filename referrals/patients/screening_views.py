@@ -14,7 +14,7 @@ from referrals.errors import InvalidInput
 from referrals.loop import from_screening
 from referrals.loop import service as loop
 from referrals.patients import screening as screenings
-from referrals.patients.consent_rules import MINOR_CONSENT_MIN_AGE
+from referrals.patients.consent_rules import MINOR_CONSENT_MIN_AGE, SENSITIVE_DOMAINS
 from referrals.patients.instruments import INSTRUMENTS, SumScoreRule, section_of
 from referrals.patients.scoring import SKIPPED, negative_answer
 from referrals.terminology import CONSENT_SCOPE, california_today
@@ -139,6 +139,7 @@ def _needs_page(screening, *, form=None, errors=None, error=None, status=200):
         SCOPE=CONSENT_SCOPE,
         sent_by_need=sent,
         MINOR_CONSENT_MIN_AGE=MINOR_CONSENT_MIN_AGE,
+        SENSITIVE_DOMAINS=SENSITIVE_DOMAINS,
         THRESHOLDS={
             rule.code: rule.threshold
             for rule in INSTRUMENTS[screening.instrument].rules

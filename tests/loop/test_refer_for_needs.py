@@ -516,3 +516,25 @@ class TestSensitive:
             )
         assert "sms_to" in err.value.fields
         assert counts() == before
+
+
+def test_a_teen_consents_alone_to_partner_violence_help_and_the_parent_to_food(world):
+    """One submit, two consents: the adolescent's own for the confidential referral, the
+    parent's for the other."""
+    set_service(world, "youth", sensitive=False)
+    teen = make_patient(world, birth_date=years_ago(15), phone=TEEN_PHONE, language="en")
+    answers = {**UNSAFE, "q-88122-7": "LA28397-0"}
+    screening_id = screen(world, teen, answers, respondent="patient")
+    needs = needs_by_domain(screening_id)
+    _, referrals = refer(
+        world,
+        screening_id,
+        picks(needs, world, intimate_partner_violence=["youth"], food_insecurity=["food"]),
+        **consent_fields(teen, sms_to="patient"),
+        own_consent="verbal",
+    )
+    by_org = {r.performer_org.name: r for r in referrals}
+    assert by_org["Youth Counselling Services"].sensitive
+    assert by_org["Youth Counselling Services"].consent.granted_by == "patient"
+    assert by_org["Community Food Bank"].consent.granted_by == "guardian"
+    assert not by_org["Community Food Bank"].sensitive
