@@ -69,13 +69,15 @@ def create_app(config: dict | None = None) -> Flask:
     from referrals.directory.listing_views import bp as listings_bp
     from referrals.directory.search_views import bp as directory_bp
     from referrals.loop.views import bp as loop_bp
+    from referrals.notify.webhooks import bp as sms_bp
     from referrals.patients.screening_views import bp as screenings_bp
     from referrals.patients.views import bp as patients_bp
 
     blueprints = (auth_bp, patients_bp, screenings_bp, loop_bp, admin_bp, directory_bp)
-    for bp in (*blueprints, hsds_bp, listings_bp):
+    for bp in (*blueprints, hsds_bp, listings_bp, sms_bp):
         app.register_blueprint(bp)
     csrf.exempt(hsds_bp)  # read-only and public: GET only
+    csrf.exempt(sms_bp)  # Twilio signs its requests instead (X-Twilio-Signature)
 
     import referrals.notify.service  # noqa: F401  (registers the sms.notice job handler)
     from referrals.cli import register_commands

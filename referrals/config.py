@@ -40,8 +40,24 @@ class Settings:
     login_max_failures: int = 5
     login_lockout_seconds: int = 60
     overdue_business_days: int = 2
-    sms_gateway: str = "console"
-    public_base_url: str = "http://127.0.0.1:5000"
+    sms_gateway: str = "console"  # console | twilio
+    public_base_url: str = "http://127.0.0.1:5000"  # what Twilio calls back and signs
+    # The name the first text to a number introduces us by, and HELP answers with.
+    sms_sender_name: str = "Referrals"
+    # Which referral steps text the family (comma-separated Task statuses).
+    sms_notify_steps: str = "requested,accepted,rejected,completed,cancelled"
+    sms_time_zone: str = "America/Los_Angeles"  # the families' time zone, for quiet hours
+    sms_quiet_start: str = "21:00"  # no text from then...
+    sms_quiet_end: str = "08:00"  # ...until then: it waits
+    sms_rate_per_second: float = 1.0  # per sender (number or Messaging Service)
+    sms_validity_seconds: int = 3600  # the provider drops a text it could not deliver by then
+    sms_max_delay_hours: float = 14.0  # a notice not sent this long after its event expires
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_messaging_service_sid: str = ""  # preferred over a single From number
+    twilio_from_number: str = ""
+    twilio_timeout_seconds: float = 10.0
+    twilio_api_base_url: str = ""  # empty: Twilio's own API
     worker_poll_seconds: float = 2.0
     job_max_attempts: int = 8
     log_level: str = "INFO"
@@ -85,4 +101,38 @@ class Settings:
                     "For a laptop, use REFERRALS_ENV=development."
                 )
             settings.secret_key = _secret_key(INSTANCE)
+        settings.check_sms()
         return settings
+
+    def check_sms(self) -> None:
+        """Refuse to start with an SMS set-up that cannot work, naming what is missing."""
+        if self.sms_gateway not in {"console", "twilio"}:
+            raise RuntimeError(f"SMS_GATEWAY={self.sms_gateway!r}: use console or twilio.")
+        if self.sms_gateway == "twilio":
+            missing = [
+                name
+                for name, value in (
+                    ("TWILIO_ACCOUNT_SID", self.twilio_account_sid),
+                    ("TWILIO_AUTH_TOKEN", self.twilio_auth_token),
+                    (
+                        "TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER",
+                        self.twilio_messaging_service_sid or self.twilio_from_number,
+                    ),
+                )
+                if not value
+            ]
+            if missing:
+                raise RuntimeError(f"SMS_GATEWAY=twilio needs {', '.join(missing)}.")
+        for name in ("sms_quiet_start", "sms_quiet_end"):
+            value = getattr(self, name)
+            hours, _, minutes = value.partition(":")
+            if not (
+                hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60
+            ):
+                raise RuntimeError(f"{name.upper()}={value!r}: use HH:MM, e.g. 21:00.")
+        if self.sms_rate_per_second <= 0:
+            raise RuntimeError("SMS_RATE_PER_SECOND must be more than 0.")
+
+    @property
+    def sms_steps(self) -> frozenset[str]:
+        return frozenset(step.strip() for step in self.sms_notify_steps.split(",") if step.strip())

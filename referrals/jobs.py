@@ -50,9 +50,27 @@ class PermanentJobError(Exception):
     """A failure that retrying cannot mend: the job goes straight to dead."""
 
 
-def handler(kind: str) -> Callable[[Handler], Handler]:
+class Defer(Exception):
+    """Not now: run the job again at `until`, without counting an attempt (quiet hours,
+    pacing)."""
+
+    def __init__(self, until: datetime, reason: str = "") -> None:
+        super().__init__(reason or f"deferred until {until.isoformat()}")
+        self.until = until
+
+
+DeadHandler = Callable[[Session, dict, str], None]
+DEAD_HANDLERS: dict[str, DeadHandler] = {}
+
+
+def handler(kind: str, *, on_dead: DeadHandler | None = None) -> Callable[[Handler], Handler]:
+    """Register the function that runs jobs of a kind; `on_dead(session, payload, error)` runs
+    in the same transaction that gives such a job up (to record that what it did never will)."""
+
     def register(fn: Handler) -> Handler:
         HANDLERS[kind] = fn
+        if on_dead is not None:
+            DEAD_HANDLERS[kind] = on_dead
         return fn
 
     return register
@@ -109,6 +127,10 @@ def claim(session: Session, limit: int, name: str) -> list[uuid.UUID]:
         session.scalars(select(Job.id).where(Job.id.in_(ids), Job.attempts >= Job.max_attempts))
     )
     if exhausted:
+        for job in session.scalars(select(Job).where(Job.id.in_(exhausted))):
+            _gave_up(
+                session, job, "The worker stopped while running this job, on its last attempt."
+            )
         session.execute(
             update(Job)
             .where(Job.id.in_(exhausted))
@@ -165,6 +187,19 @@ def run_job(job_id: uuid.UUID, name: str) -> str:
             return "lost"
         session.commit()
         return DONE
+    except Defer as later:
+        session.rollback()
+        job = session.get(Job, job_id)
+        if job is None or job.locked_by != name:
+            session.rollback()
+            return "lost"
+        job.status, job.run_after = QUEUED, later.until
+        job.attempts = max(0, job.attempts - 1)  # waiting is not failing
+        job.locked_by = job.locked_until = None
+        job.last_error = ""
+        session.commit()
+        log.info("job %s (%s) deferred: %s", job.id, job.kind, later)
+        return "deferred"
     except Exception as exc:  # every failure is recorded; none stops the worker
         session.rollback()
         job = session.get(Job, job_id)
@@ -175,6 +210,7 @@ def run_job(job_id: uuid.UUID, name: str) -> str:
         job.locked_by = job.locked_until = None
         if isinstance(exc, PermanentJobError) or job.attempts >= job.max_attempts:
             job.status, job.finished_at = DEAD, utcnow()
+            _gave_up(session, job, job.last_error)
             log.error(
                 "job %s (%s) is dead after %d attempts: %s",
                 job.id,
@@ -195,6 +231,17 @@ def run_job(job_id: uuid.UUID, name: str) -> str:
         return job.status
     finally:
         db.session.remove()
+
+
+def _gave_up(session: Session, job: Job, error: str) -> None:
+    hook = DEAD_HANDLERS.get(job.kind)
+    if hook is None:
+        return
+    try:
+        with session.begin_nested():
+            hook(session, dict(job.payload), error)
+    except Exception:  # the job is dead either way; say why the hook failed
+        log.exception("job %s (%s): recording that it was given up failed", job.id, job.kind)
 
 
 def run_due_jobs(*, limit: int = 20, name: str | None = None) -> dict[str, int]:

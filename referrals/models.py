@@ -23,8 +23,15 @@ from referrals.directory.models import (
 from referrals.directory.search import SearchHours, SearchRow  # noqa: F401 (search tables)
 from referrals.jobs import Job
 from referrals.loop.models import Referral, ReferralEvent, Task
-from referrals.notify.models import Message
-from referrals.patients.models import Consent, Guardian, Patient
+from referrals.notify.models import InboundMessage, Message, SmsNumber, SmsSender
+from referrals.patients.models import (
+    Consent,
+    Guardian,
+    Need,
+    Patient,
+    Screening,
+    ScreeningObservation,
+)
 
 __all__ = [
     "Address",
@@ -35,11 +42,13 @@ __all__ = [
     "Contact",
     "CostOption",
     "Guardian",
+    "InboundMessage",
     "Job",
     "Language",
     "Location",
     "Membership",
     "Message",
+    "Need",
     "Organization",
     "Patient",
     "Phone",
@@ -47,9 +56,13 @@ __all__ = [
     "Referral",
     "ReferralEvent",
     "Schedule",
+    "Screening",
+    "ScreeningObservation",
     "Service",
     "ServiceArea",
     "ServiceAtLocation",
+    "SmsNumber",
+    "SmsSender",
     "Task",
     "Taxonomy",
     "TaxonomySdohMap",

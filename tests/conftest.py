@@ -48,6 +48,10 @@ def app(database_url: str) -> Flask:
             "argon2_time_cost": 1,
             "session_cookie_secure": False,
             "log_level": "WARNING",
+            # No quiet hours and no pacing unless a test asks for them: tests run at any hour.
+            "sms_quiet_start": "00:00",
+            "sms_quiet_end": "00:00",
+            "sms_rate_per_second": 1000.0,
         }
     )
 

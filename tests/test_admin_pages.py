@@ -18,7 +18,8 @@ def test_messages_page_lists_sent_notices_with_masked_numbers(world, client):
     run_due_jobs()
     client.login(world, "admin")
     html = text(client.get("/admin/messages"))
-    assert "Community Food Bank aceptó su referencia" in html
+    assert "Responda STOP para no recibirlos" in html  # the first text introduces us
+    assert "Community Food Bank ha aceptado su referencia" in html
     assert "+1••••••••42" in html and "5550142" not in html
     assert html.count("badge-msg-sent") == 2
 

@@ -132,6 +132,25 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/listings/stale"): dict(
         clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=200
     ),
+    # Twilio's webhooks: no session, a signature (none here, so refused for everyone).
+    ("POST", "/sms/status"): dict(
+        anonymous=403,
+        clinician=403,
+        other_clinician=403,
+        food=403,
+        food_admin=403,
+        school=403,
+        admin=403,
+    ),
+    ("POST", "/sms/inbound"): dict(
+        anonymous=403,
+        clinician=403,
+        other_clinician=403,
+        food=403,
+        food_admin=403,
+        school=403,
+        admin=403,
+    ),
     # The public HSDS API: the same for everyone, signed in or not (no taxonomy exists).
     ("GET", "/hsds/"): dict(
         anonymous=200,

@@ -77,6 +77,8 @@ ACTION_LABELS: dict[Action, str] = {
 # Event names the timeline shows for moves that change no status.
 CANCEL_REQUESTED = "cancel-requested"
 CONSENT_REVOKED = "consent-revoked"
+TEXT_NOT_DELIVERED = "text-not-delivered"  # the family's notice did not reach them
+FAMILY_REPLIED = "family-replied"  # a text from the family, attached to the referral
 
 # What the timeline says happened, per event.
 EVENT_LABELS: dict[str, str] = {
@@ -92,6 +94,8 @@ EVENT_LABELS: dict[str, str] = {
     "note": "Progress note",
     CANCEL_REQUESTED: "Asked to cancel",
     CONSENT_REVOKED: "Consent to share withdrawn",
+    TEXT_NOT_DELIVERED: "Text to the family not delivered",
+    FAMILY_REPLIED: "The family replied by text",
 }
 CANCELLATION_REQUESTED_BUSINESS_STATUS = "cancellation-requested"
 

@@ -115,6 +115,25 @@ def _event(
     return event
 
 
+def add_timeline_event(
+    session: Session, actor: Actor, referral: Referral, action: str, note: str
+) -> ReferralEvent:
+    """An entry on a referral's timeline that changes nothing else (a text not delivered, a
+    reply from the family), in the caller's transaction, audited."""
+    event = _event(
+        session, actor, referral, None, action=action, to_status=referral.task.status, note=note
+    )
+    audit.record(
+        session,
+        actor,
+        f"referral.{action}",
+        "Referral",
+        referral.id,
+        patient_id=referral.patient_id,
+    )
+    return event
+
+
 def _notify(session: Session, event: ReferralEvent) -> None:
     jobs.enqueue(session, NOTICE_JOB, {"event_id": str(event.id)}, f"{NOTICE_JOB}:{event.id}")
 

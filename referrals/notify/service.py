@@ -1,81 +1,163 @@
-"""Sending a family's notice for one referral event. Runs in the worker as the `sms.notice` job."""
+"""Family text messages: the `sms.notice` job that sends a referral event's notice, and what
+Twilio tells us back (delivery statuses, replies).
+
+Sending is at least once, made idempotent. A notice's Message row is written before anything
+leaves, and moves queued -> sending -> sent -> delivered | undelivered | failed. Each move is
+committed before the provider is called, so no database transaction is held open across the
+network. A message found `sending` was maybe handed over by a worker that then died: the
+provider is asked for it before it is sent again. Quiet hours and the sender's pace defer the
+job without counting an attempt; a notice still unsent when it stops being useful expires."""
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 import uuid
+from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from referrals import audit, jobs
 from referrals.auth.actor import Actor
-from referrals.db import utcnow
-from referrals.loop.models import Referral, ReferralEvent
-from referrals.notify.gateways import make_gateway
-from referrals.notify.models import Message
-from referrals.notify.texts import STEPS, Skip, choose_recipient, notice_text, text_language
+from referrals.config import Settings
+from referrals.db import transaction, utcnow
+from referrals.forms import normalize_phone
+from referrals.loop.lifecycle import FAMILY_REPLIED, OPEN, TEXT_NOT_DELIVERED
+from referrals.loop.models import Referral, ReferralEvent, Task
+from referrals.notify.gateways import (
+    OPTED_OUT,
+    Gateway,
+    PermanentSmsError,
+    RetryableSmsError,
+    error_text,
+    make_gateway,
+)
+from referrals.notify.models import (
+    EXPIRED,
+    FAILED,
+    FINAL,
+    QUEUED,
+    SENDING,
+    SENT,
+    SKIPPED,
+    STATUS_RANK,
+    UNDELIVERED,
+    InboundMessage,
+    Message,
+    SmsNumber,
+    SmsSender,
+)
+from referrals.notify.schedule import quiet_until, take_slot
+from referrals.notify.sms_text import segments
+from referrals.notify.texts import (
+    Contact,
+    Skip,
+    choose_recipient,
+    help_text,
+    mask_phone,
+    notice_text,
+    text_language,
+)
+from referrals.patients.models import Guardian, Patient
 from referrals.terminology import california_today
 
+log = logging.getLogger(__name__)
 SYSTEM = Actor.system("notice sender")
+FAMILY = Actor.system("the family, by text")  # who a reply on the timeline is from
+NOTICE_JOB = "sms.notice"
+# Waiting this little for the sender's next slot is done in place; longer, the job is deferred.
+PACE_SLEEP_MAX = timedelta(seconds=2)
+
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "PARAR"})
+START_WORDS = frozenset({"START", "UNSTOP", "YES"})
+HELP_WORDS = frozenset({"HELP", "INFO", "AYUDA"})
 
 
-@jobs.handler("sms.notice")
+def _settings() -> Settings:
+    return current_app.config["SETTINGS"]
+
+
+def _dead(session: Session, payload: dict, error: str) -> None:
+    """The job gave up: the message failed, and the referral's timeline says so."""
+    message = session.scalar(
+        select(Message).where(Message.event_id == uuid.UUID(payload["event_id"]))
+    )
+    if message is None or message.status in FINAL or message.status == SENT:
+        return
+    message.status, message.status_at = FAILED, utcnow()
+    message.error = error[:2000]
+    _not_delivered(session, message, "sending failed after several tries")
+
+
+@jobs.handler(NOTICE_JOB, on_dead=_dead)
 def send_notice(session: Session, payload: dict) -> None:
     """Send (at most once) the notice a referral event calls for, or record why none goes."""
     event = session.get(ReferralEvent, uuid.UUID(payload["event_id"]))
     if event is None:
         raise jobs.PermanentJobError("the referral event no longer exists")
+    settings = _settings()
+    gateway = make_gateway(settings)
     message = session.scalar(select(Message).where(Message.event_id == event.id))
-    if message is not None and message.status in {"sent", "skipped"}:
-        return
-    referral = session.get(Referral, event.referral_id)
-    assert referral is not None
-    gateway = make_gateway(current_app.config["SETTINGS"].sms_gateway)
     if message is None:
-        message = _prepare(session, event, referral, gateway.name)
+        referral = session.get(Referral, event.referral_id)
+        assert referral is not None
+        message = _prepare(session, event, referral, gateway, settings)
         session.add(message)
         # The row exists before the provider is called: a rerun finds it.
         session.commit()
-    if message.status == "skipped":
+    if message.status in FINAL or message.status == SENT:
         return
-    message.provider_id = gateway.send(message.to_phone or "", message.body)
-    message.status, message.sent_at = "sent", utcnow()
-    audit.record(
-        session,
-        SYSTEM,
-        "sms.sent",
-        "Message",
-        message.id,
-        patient_id=referral.patient_id,
-        detail={"referral_id": str(referral.id), "recipient": message.recipient_kind},
-    )
+    deliver(session, message, gateway, settings)
 
 
-def _prepare(session: Session, event: ReferralEvent, referral: Referral, gateway: str) -> Message:
+def _prepare(
+    session: Session, event: ReferralEvent, referral: Referral, gateway: Gateway, settings: Settings
+) -> Message:
     patient = referral.patient
     base = dict(
         id=uuid.uuid4(),
         event_id=event.id,
         referral_id=referral.id,
-        gateway=gateway,
+        gateway=gateway.name,
+        sender=gateway.sender,
         language=patient.language,
+        created_at=utcnow(),
+        expires_at=event.at + timedelta(hours=settings.sms_max_delay_hours),
     )
+
+    def skipped(reason: str) -> Message:
+        return Message(**base, recipient_kind="none", status=SKIPPED, skip_reason=reason)
+
+    if event.to_status not in settings.sms_steps or event.action in {
+        TEXT_NOT_DELIVERED,
+        FAMILY_REPLIED,
+    }:
+        return skipped(f"No notice is sent for “{event.to_status}”.")
+    contact = _recipient(referral)
+    if isinstance(contact, Skip):
+        return skipped(contact.reason)
+    base["language"] = text_language(contact.language)
+    return Message(
+        **base,
+        recipient_kind=contact.kind,
+        to_phone=contact.phone,
+        status=QUEUED,
+        # The text itself is written when it goes: the first to a number introduces us.
+        body="",
+    )
+
+
+def _recipient(referral: Referral) -> Contact | Skip:
+    """Whom the referral's notices go to now, or why nobody: asked when the notice is written
+    and again when it goes (consent may be withdrawn while it waits for the morning)."""
+    patient = referral.patient
     if referral.consent is not None and not referral.consent.active:
-        return Message(
-            **base,
-            recipient_kind="none",
-            status="skipped",
-            skip_reason="The family withdrew its consent to share.",
-        )
-    if event.to_status not in STEPS:
-        return Message(
-            **base,
-            recipient_kind="none",
-            status="skipped",
-            skip_reason=f"No notice is sent for “{event.to_status}”.",
-        )
-    contact = choose_recipient(
+        return Skip("The family withdrew its consent to share.")
+    return choose_recipient(
         birth_date=patient.birth_date,
         today=california_today(),
         patient_phone=patient.phone,
@@ -88,16 +170,304 @@ def _prepare(session: Session, event: ReferralEvent, referral: Referral, gateway
         chosen_phone=referral.sms_phone,
         chosen_language=referral.sms_language,
     )
-    if isinstance(contact, Skip):
-        return Message(**base, recipient_kind="none", status="skipped", skip_reason=contact.reason)
-    body = notice_text(
-        event.to_status,
-        contact.language,
-        org=referral.performer_org.name,
-        clinic=referral.requester_org.name,
-        sensitive=referral.sensitive,
+
+
+def deliver(session: Session, message: Message, gateway: Gateway, settings: Settings) -> None:
+    """Move one queued (or interrupted) message on: expire it, hold it for quiet hours or the
+    sender's pace, find it at the provider, or hand it over."""
+    now = utcnow()
+    if message.expires_at is not None and now > message.expires_at:
+        message.status, message.status_at = EXPIRED, now
+        message.skip_reason = "Not sent in time to be useful."
+        _not_delivered(session, message, "it could not go out in time to be useful")
+        session.commit()
+        return
+    referral = session.get(Referral, message.referral_id)
+    assert referral is not None
+    if message.status == QUEUED:
+        session.refresh(referral)  # what changed while the notice waited
+        now_to = _recipient(referral)
+        if isinstance(now_to, Skip) or now_to.phone != message.to_phone:
+            message.status = SKIPPED
+            message.skip_reason = (
+                now_to.reason if isinstance(now_to, Skip) else "The family's number changed."
+            )
+            session.commit()
+            return
+    number = session.get(SmsNumber, message.to_phone) if message.to_phone else None
+    if number is not None and number.opted_out:
+        message.status, message.skip_reason = SKIPPED, "The number replied STOP."
+        session.commit()
+        return
+    until = quiet_until(
+        now, settings.sms_time_zone, settings.sms_quiet_start, settings.sms_quiet_end
     )
-    base["language"] = text_language(contact.language)
-    return Message(
-        **base, recipient_kind=contact.kind, to_phone=contact.phone, body=body, status="sending"
+    if until is not None:
+        message.not_before = until
+        session.commit()
+        raise jobs.Defer(until, "quiet hours")
+
+    if message.status == SENDING and message.sending_at is not None:
+        # An earlier hand-over may have reached the provider before its worker stopped.
+        found = gateway.find(message.to_phone or "", message.body, message.sending_at)
+        if found is not None:
+            _sent(session, message, found, number)
+            return
+
+    _take_turn(session, message, gateway.sender, settings)
+    if message.status == QUEUED or not message.body:
+        first = number is None or number.introduced_at is None
+        event = session.get(ReferralEvent, message.event_id)
+        assert event is not None
+        body = notice_text(
+            event.to_status,
+            message.language,
+            org=referral.performer_org.name,
+            clinic=referral.requester_org.name,
+            sensitive=referral.sensitive,
+            sender=settings.sms_sender_name,
+            first=first,
+        )
+        counted = segments(body)
+        message.body, message.encoding, message.segments = body, counted.encoding, counted.count
+    message.status, message.sending_at = SENDING, utcnow()
+    message.attempts += 1
+    session.commit()  # nothing is held open while the provider is called
+
+    # Our id rides on the callback: a status can arrive before we have recorded Twilio's id.
+    callback = f"{settings.public_base_url.rstrip('/')}/sms/status?message={message.id}"
+    try:
+        provider_id = gateway.send(
+            message.to_phone or "",
+            message.body,
+            status_callback=callback if gateway.name == "twilio" else None,
+            validity=settings.sms_validity_seconds,
+        )
+    except PermanentSmsError as err:
+        message.status, message.status_at = FAILED, utcnow()
+        message.error_code = str(err.code) if err.code else None
+        message.error = str(err)[:2000]
+        if err.code == OPTED_OUT and message.to_phone:
+            _set_opt_out(session, message.to_phone, True, "provider")
+        _not_delivered(session, message, error_text(err.code))
+        session.commit()
+        return
+    except RetryableSmsError as err:
+        message.error = str(err)[:2000]
+        if not err.ambiguous:
+            message.status = QUEUED  # certainly not at the provider
+        session.commit()
+        raise
+    _sent(session, message, provider_id, number)
+
+
+def _sent(session: Session, message: Message, provider_id: str, number: SmsNumber | None) -> None:
+    now = utcnow()
+    session.refresh(message)  # a status callback may have come first
+    if STATUS_RANK.get(message.status, 0) < STATUS_RANK[SENT]:
+        message.status = SENT
+    message.provider_id, message.sent_at, message.slot_at = provider_id, now, None
+    message.error = ""
+    if message.to_phone:
+        number = number or _number(session, message.to_phone)
+        if number.introduced_at is None:
+            number.introduced_at = now
+    referral = session.get(Referral, message.referral_id)
+    audit.record(
+        session,
+        SYSTEM,
+        "sms.sent",
+        "Message",
+        message.id,
+        patient_id=referral.patient_id if referral else None,
+        detail={
+            "referral_id": str(message.referral_id),
+            "recipient": message.recipient_kind,
+            "segments": message.segments,
+        },
+    )
+    session.commit()
+    log.info("sms %s sent to %s", provider_id, mask_phone(message.to_phone))
+
+
+def _take_turn(session: Session, message: Message, sender: str, settings: Settings) -> None:
+    """Wait for this message's turn at its sender's pace: the slot it reserved before, or a new
+    one. A near slot is waited for here; a far one defers the job until then."""
+    now = utcnow()
+    slot = message.slot_at
+    if slot is None or slot < now - timedelta(minutes=5):  # none, or long missed: a new one
+        row = session.get(SmsSender, sender, with_for_update=True)
+        if row is None:
+            try:
+                with session.begin_nested():
+                    row = SmsSender(sender=sender, next_slot_at=now)
+                    session.add(row)
+            except IntegrityError:  # another worker made it first
+                row = session.get(SmsSender, sender, with_for_update=True)
+        slot, row.next_slot_at = take_slot(now, row.next_slot_at, settings.sms_rate_per_second)
+        message.slot_at = slot
+        session.commit()
+    wait = slot - utcnow()
+    if wait > PACE_SLEEP_MAX:
+        raise jobs.Defer(slot, "sender pace")
+    if wait.total_seconds() > 0:
+        time.sleep(wait.total_seconds())
+
+
+def _number(session: Session, phone: str) -> SmsNumber:
+    number = session.get(SmsNumber, phone)
+    if number is None:
+        number = SmsNumber(phone=phone, opted_out=False, keyword="")
+        session.add(number)
+        session.flush()
+    return number
+
+
+def _set_opt_out(session: Session, phone: str, opted_out: bool, keyword: str) -> None:
+    number = _number(session, phone)
+    number.opted_out, number.keyword, number.changed_at = opted_out, keyword[:16], utcnow()
+
+
+def _not_delivered(session: Session, message: Message, why: str) -> None:
+    """Put a failed notice on the referral's timeline, so that staff can call instead."""
+    from referrals.loop.service import add_timeline_event
+
+    referral = session.get(Referral, message.referral_id)
+    if referral is None:
+        return
+    who = "the parent or guardian" if message.recipient_kind == "guardian" else "the patient"
+    add_timeline_event(
+        session, SYSTEM, referral, TEXT_NOT_DELIVERED, f"Text to {who} not delivered: {why}."
+    )
+
+
+# --- what Twilio tells us ---------------------------------------------------------------------
+
+
+def record_status(form: dict[str, str], message_id: str | None = None) -> bool:
+    """A delivery status callback: move the message forward (never back). True when it was
+    ours. Idempotent: the same callback twice changes nothing more. `message_id` is ours, from
+    the callback URL: it finds a message whose Twilio id we have not recorded yet."""
+    provider_id = (form.get("MessageSid") or form.get("SmsSid") or "").strip()
+    status = (form.get("MessageStatus") or form.get("SmsStatus") or "").strip().lower()
+    if not provider_id or status not in STATUS_RANK:
+        return False
+    with transaction() as session:
+        message = session.scalar(select(Message).where(Message.provider_id == provider_id))
+        if message is None and message_id:
+            try:
+                message = session.get(Message, uuid.UUID(message_id), with_for_update=True)
+            except ValueError:
+                message = None
+            if message is not None and message.provider_id not in {None, provider_id}:
+                message = None  # ours names another text
+            if message is not None:
+                message.provider_id = provider_id
+        if message is None:
+            return False
+        if STATUS_RANK[status] <= STATUS_RANK.get(message.status, 3):
+            return True
+        message.status, message.status_at = status, utcnow()
+        if status in {UNDELIVERED, FAILED}:
+            code = (form.get("ErrorCode") or "").strip() or None
+            message.error_code = code
+            _not_delivered(session, message, error_text(code))
+    return True
+
+
+def keyword_of(body: str) -> str:
+    """STOP, START or HELP when the whole reply is one of their words (any case, punctuation
+    around it ignored); "" for anything else."""
+    word = re.sub(r"[^\w]", "", body.strip()).upper()
+    if word in STOP_WORDS:
+        return "stop"
+    if word in START_WORDS:
+        return "start"
+    if word in HELP_WORDS:
+        return "help"
+    return ""
+
+
+def receive_text(form: dict[str, str]) -> str | None:
+    """A text from a family. STOP words opt the number out, START words back in; HELP gets
+    the help text (returned, to answer with); anything else is attached to the family's latest
+    open referral. Idempotent by the provider's message id."""
+    provider_id = (form.get("MessageSid") or form.get("SmsSid") or "").strip()
+    body = (form.get("Body") or "")[:1600]
+    try:
+        phone = normalize_phone(form.get("From") or "")
+    except Exception:
+        return None
+    if not provider_id:
+        return None
+    keyword = keyword_of(body)
+    with transaction() as session:
+        seen = session.scalar(
+            select(InboundMessage).where(InboundMessage.provider_id == provider_id)
+        )
+        language = _language_of(session, phone)
+        if seen is not None:  # the provider retried the webhook
+            if keyword == "help":
+                return help_text(language, sender=_settings().sms_sender_name)
+            return None
+        inbound = InboundMessage(
+            provider_id=provider_id, from_phone=phone, body=body, keyword=keyword
+        )
+        session.add(inbound)
+        if keyword in {"stop", "start"}:
+            word = re.sub(r"[^\w]", "", body).upper()
+            _set_opt_out(session, phone, keyword == "stop", word)
+            audit.record(
+                session, SYSTEM, f"sms.{keyword}", "SmsNumber", detail={"phone": mask_phone(phone)}
+            )
+        elif keyword == "":
+            referral = _latest_open_referral(session, phone)
+            if referral is not None:
+                inbound.referral_id = referral.id
+                from referrals.loop.service import add_timeline_event
+
+                add_timeline_event(session, FAMILY, referral, FAMILY_REPLIED, body)
+        try:
+            session.flush()
+        except IntegrityError:  # the same webhook, twice at once
+            session.rollback()
+            return None
+    if keyword == "help":
+        return help_text(language, sender=_settings().sms_sender_name)
+    return None
+
+
+def _families(session: Session, phone: str) -> list[tuple[Patient, bool]]:
+    """The patients this number belongs to: (patient, is it the patient's own number)."""
+    own = list(session.scalars(select(Patient).where(Patient.phone == phone)))
+    guarded = list(session.scalars(select(Patient).join(Guardian).where(Guardian.phone == phone)))
+    return [(p, True) for p in own] + [(p, False) for p in guarded if p not in own]
+
+
+def _language_of(session: Session, phone: str) -> str:
+    guardian = session.scalar(select(Guardian).where(Guardian.phone == phone).limit(1))
+    if guardian is not None:
+        return guardian.language
+    patient = session.scalar(select(Patient).where(Patient.phone == phone).limit(1))
+    return patient.language if patient is not None else "en"
+
+
+def _latest_open_referral(session: Session, phone: str) -> Referral | None:
+    """The most recent open referral of the family this number belongs to. A confidential
+    referral only when the number is the patient's own: a guardian's text never lands on it."""
+    families = _families(session, phone)
+    if not families:
+        return None
+    conditions = [
+        Referral.patient_id == patient.id
+        if own
+        else (Referral.patient_id == patient.id) & Referral.sensitive.is_(False)
+        for patient, own in families
+    ]
+    return session.scalar(
+        select(Referral)
+        .join(Referral.task)
+        .where(or_(*conditions), Task.status.in_([s.value for s in OPEN]))
+        .order_by(Referral.created_at.desc())
+        .limit(1)
     )

@@ -78,7 +78,9 @@ def test_referral_round_trip(new_page, world: World, browser_problems) -> None:
     rows = admin.locator("table tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text(
-        "Sunrise Pediatrics le envió una referencia a Community Food Bank."
+        "Referrals: mensajes sobre sus referencias. Responda STOP para no recibirlos, HELP para"
+        " ayuda. Community Food Bank ha recibido una referencia para usted de parte de Sunrise"
+        " Pediatrics."
     )
     expect(rows.first).to_contain_text("guardian +1••••••••42")
     expect(rows.first.locator(".badge")).to_have_text("sent")

@@ -16,12 +16,13 @@ from referrals.loop.from_screening import refer_for_needs
 from referrals.loop.models import Referral
 from referrals.loop.service import revoke_consent
 from referrals.notify.models import Message
-from referrals.notify.texts import Contact, Skip, choose_recipient
+from referrals.notify.texts import STEPS, Contact, Skip, choose_recipient
 from referrals.patients.models import Consent, Need, Patient
 from referrals.patients.screening import complete_screening, save_answers, start_screening
 from tests.helpers import World, make_patient, move, years_ago
 
 GUARDIAN_PHONE = "+15105550142"
+ALL_STEPS = ",".join(STEPS)
 TEEN_PHONE = "+15105550177"
 FOOD = {"q-88122-7": "LA28397-0"}
 UNSAFE = {  # safety total 11
@@ -99,10 +100,12 @@ def test_notice_goes_to_the_consents_phone_in_the_consents_language(world):
         ("sent", "guardian", GUARDIAN_PHONE, "en"),
         ("sent", "guardian", GUARDIAN_PHONE, "en"),
     ]
-    assert sent[0].body.startswith(
-        "Sunrise Pediatrics sent a referral for you to Community Food Bank."
+    assert sent[0].body == (
+        "Referrals: texts about your referrals. Reply STOP to opt out, HELP for help."
+        " Community Food Bank has received a referral for you from Sunrise Pediatrics."
+        " They will contact you."
     )
-    assert sent[1].body.startswith("Community Food Bank accepted your referral")
+    assert sent[1].body == "Community Food Bank accepted your referral and will contact you."
     assert all("food insecurity" not in m.body.lower() for m in sent)
 
 
@@ -112,7 +115,11 @@ def test_notice_in_spanish_when_the_consent_says_so(world):
     run_due_jobs()
     [message] = messages()
     assert (message.to_phone, message.language) == (GUARDIAN_PHONE, "es")
-    assert "le envió una referencia a Community Food Bank" in message.body
+    assert message.body.startswith("Referrals: mensajes sobre sus referencias.")
+    assert (
+        "Community Food Bank ha recibido una referencia para usted de parte de Sunrise Pediatrics."
+        in message.body
+    )
 
 
 def test_no_texts_in_the_consent_means_the_notice_is_skipped(world):
@@ -132,7 +139,9 @@ def test_no_texts_in_the_consent_means_the_notice_is_skipped(world):
         assert message.body == "" and message.sent_at is None and message.provider_id is None
 
 
-def test_contact_prohibited_sends_nothing_now_or_later(world):
+def test_contact_prohibited_sends_nothing_now_or_later(world, app, monkeypatch):
+    # Every step would text (in-progress too, which does not by default): none does.
+    monkeypatch.setattr(app.config["SETTINGS"], "sms_notify_steps", ALL_STEPS)
     patient = make_patient(world)
     referral = refer(world, patient, "food", sms_to=guardian(patient), contact_prohibited="y")
     assert referral.contact_prohibited
@@ -145,7 +154,10 @@ def test_contact_prohibited_sends_nothing_now_or_later(world):
     assert all("must not be contacted" in m.skip_reason for m in sent)
 
 
-def test_sensitive_referral_for_an_adolescent_never_texts_a_guardian_nor_names_anything(world):
+def test_sensitive_referral_for_an_adolescent_never_texts_a_guardian_nor_names_anything(
+    world, app, monkeypatch
+):
+    monkeypatch.setattr(app.config["SETTINGS"], "sms_notify_steps", ALL_STEPS)
     make_sensitive(world, "youth")
     teen = make_patient(world, birth_date=years_ago(14), phone=TEEN_PHONE, language="en")
     referral = refer(world, teen, "youth", UNSAFE, "patient", sms_to="patient")
@@ -158,10 +170,14 @@ def test_sensitive_referral_for_an_adolescent_never_texts_a_guardian_nor_names_a
     assert {(m.status, m.recipient_kind, m.to_phone) for m in sent} == {
         ("sent", "patient", TEEN_PHONE)
     }
+    # Only the first text introduces us; none names the organisation, the clinic or the need.
+    assert [m.body for m in sent] == [
+        "Referrals: texts about your referrals. Reply STOP to opt out, HELP for help."
+        " You have an update from your care team. Please call them.",
+        "You have an update from your care team. Please call them.",
+        "You have an update from your care team. Please call them.",
+    ]
     for message in sent:
-        assert message.body == (
-            "You have an update from your care team. Please call them. Reply STOP to opt out."
-        )
         assert not any(word in message.body.lower() for word in REVEALING)
 
 

@@ -10,6 +10,7 @@ from referrals.audit import AuditEvent
 from referrals.db import db
 from referrals.jobs import DONE, Job, run_due_jobs
 from referrals.notify.models import Message
+from referrals.notify.texts import notice_text
 from tests.helpers import make_patient, move, send, years_ago
 
 
@@ -28,10 +29,16 @@ def test_each_status_change_sends_one_notice_to_a_minors_guardian_in_their_langu
         ("sent", "guardian", "+15105550142", "es"),
         ("sent", "guardian", "+15105550142", "es"),
     ]
-    assert sent[0].body.startswith(
-        "Sunrise Pediatrics le envió una referencia a Community Food Bank"
+    # The first text to the number introduces us and says how to stop; the next one does not.
+    assert sent[0].body == (
+        "Referrals: mensajes sobre sus referencias. Responda STOP para no recibirlos, HELP para"
+        " ayuda. Community Food Bank ha recibido una referencia para usted de parte de Sunrise"
+        " Pediatrics. Se van a comunicar con usted."
     )
-    assert "Community Food Bank aceptó su referencia" in sent[1].body
+    assert (
+        sent[1].body
+        == "Community Food Bank ha aceptado su referencia y se va a comunicar con usted."
+    )
     assert all(m.provider_id.startswith("console-") for m in sent)
     assert all("food" not in m.body.lower() or "Food Bank" in m.body for m in sent)
 
@@ -60,10 +67,16 @@ def test_confidential_referral_notices_reach_only_the_teen_and_name_nothing(worl
     move(world, "youth", referral, "accept")
     run_due_jobs()
     sent = messages()
+    assert len(sent) == 2
     assert {(m.recipient_kind, m.to_phone) for m in sent} == {("patient", "+15105550177")}
     for m in sent:
         assert "Youth Counselling" not in m.body and "Sunrise" not in m.body
-        assert m.body.startswith("You have an update from your care team.")
+        assert "counsel" not in m.body.lower() and "Food" not in m.body
+    assert [m.body for m in sent] == [
+        "Referrals: texts about your referrals. Reply STOP to opt out, HELP for help."
+        " You have an update from your care team. Please call them.",
+        "You have an update from your care team. Please call them.",
+    ]
 
 
 def test_no_notice_when_contacting_the_family_is_prohibited(world):
@@ -91,11 +104,35 @@ def test_sending_is_audited_without_the_text(world):
 
 
 def test_a_notice_records_the_language_it_was_actually_written_in(world):
+    # No Russian wording yet: the notice goes in English, and the row says so.
+    patient = make_patient(world, language="ru", guardian_language="ru")
+    send(world, patient)
+    run_due_jobs()
+    [message] = messages()
+    assert message.language == "en"
+    assert message.body.startswith("Referrals: texts about your referrals.")
+    assert message.body.endswith(
+        "Community Food Bank has received a referral for you from Sunrise Pediatrics."
+        " They will contact you."
+    )
+
+
+def test_a_notice_in_a_translated_language_records_that_language(world):
     patient = make_patient(world, language="vi", guardian_language="vi")
     send(world, patient)
     run_due_jobs()
     [message] = messages()
-    assert message.language == "en" and message.body.startswith("Sunrise Pediatrics sent")
+    assert message.language == "vi"
+    assert message.body == notice_text(
+        "requested",
+        "vi",
+        org="Community Food Bank",
+        clinic="Sunrise Pediatrics",
+        sensitive=False,
+        sender="Referrals",
+        first=True,
+    )
+    assert "has received" not in message.body and "STOP" in message.body
 
 
 def test_a_referral_to_a_service_the_directory_flags_sensitive_never_texts_the_guardian(world):

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import string
+import unicodedata
 from datetime import date
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from referrals.notify.sms_text import segments, to_sms_alphabet
 from referrals.notify.texts import (
+    NAME_MAX,
     STEPS,
     TEXTS,
     Contact,
     Skip,
     choose_recipient,
+    help_text,
     mask_phone,
     notice_text,
+    short_name,
+    text_language,
 )
 
 pytestmark = pytest.mark.pure
@@ -151,12 +157,20 @@ def test_sensitive_notice_never_reaches_a_guardian(
 
 
 # --------------------------------------------------------------------------------------------
-# notice_text
+# notice_text and help_text
 # --------------------------------------------------------------------------------------------
 
 ORG = "Bayview Community Pantry"
 CLINIC = "Mission Street Clinic"
+SENDER = "East Bay Referral Network"
 LANGUAGES = sorted(TEXTS)
+TRANSLATED = ("en", "es", "zh", "vi", "tl", "ko")
+
+# As long as the names we expect to see get: a notice must still render and stay affordable.
+LONG_ORG = "Alameda County Community Resource and Family Support Service"
+LONG_CLINIC = "San Leandro Family Health Center, East Campus"
+
+# Names longer than NAME_MAX are cut at a word, so every text fits 3 segments.
 
 # Words that would disclose the need or anything clinical (English and Spanish).
 NEED_WORDS = (
@@ -195,58 +209,148 @@ NEED_WORDS = (
 )
 
 
-def test_there_is_a_notice_for_every_step_and_a_private_notice_and_footer_in_every_language():
-    assert "en" in TEXTS
+def notice(step, language, **overrides):
+    args = {
+        "org": ORG,
+        "clinic": CLINIC,
+        "sensitive": False,
+        "sender": SENDER,
+        "first": False,
+    }
+    args.update(overrides)
+    return notice_text(step, language, **args)
+
+
+def test_every_language_has_every_message():
+    assert set(TRANSLATED) <= set(TEXTS)
     for language in LANGUAGES:
-        assert set(TEXTS[language]) == {*STEPS, "private", "footer"}, language
+        assert set(TEXTS[language]) == {*STEPS, "private", "intro", "help"}, language
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_templates_only_use_the_org_and_clinic_placeholders(language):
+def test_templates_only_use_their_own_placeholders(language):
     for key, template in TEXTS[language].items():
         fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-        assert fields <= {"org", "clinic"}, (language, key)
         if key in STEPS:
+            assert fields <= {"org", "clinic"}, (language, key)
             assert "org" in fields, (language, key)
+        elif key in ("intro", "help"):
+            assert fields == {"sender"}, (language, key)
         else:
             assert not fields, (language, key)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_footer_tells_the_family_how_to_opt_out(language):
-    assert "STOP" in TEXTS[language]["footer"]
+def test_templates_are_composed_unicode(language):
+    # Decomposed accents would double the length of a UCS-2 text for nothing.
+    for key, template in TEXTS[language].items():
+        assert unicodedata.is_normalized("NFC", template), (language, key)
+
+
+@pytest.mark.parametrize("language", ["en", "es", "tl"])
+def test_latin_script_texts_go_as_gsm(language):
+    # Spanish is worded without á, í, ó, ú so that it costs what English does.
+    for key, template in TEXTS[language].items():
+        assert segments(template).encoding == "GSM-7", (language, key)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("step", STEPS)
-def test_notice_names_the_organisation_and_ends_with_the_footer(step, language):
-    text = notice_text(step, language, org=ORG, clinic=CLINIC, sensitive=False)
+def test_notice_names_the_organisation(step, language):
+    text = notice(step, language)
     assert ORG in text
+    assert SENDER not in text
+
+
+@pytest.mark.parametrize("sensitive", [False, True], ids=["plain", "sensitive"])
+@pytest.mark.parametrize("first", [False, True], ids=["later", "first"])
+@pytest.mark.parametrize("language", TRANSLATED)
+@pytest.mark.parametrize("step", STEPS)
+def test_every_notice_renders_within_its_segment_budget(step, language, first, sensitive):
+    assert len(LONG_ORG) == 60
+    assert len(LONG_CLINIC) == 45
+    text = notice(
+        step, language, org=LONG_ORG, clinic=LONG_CLINIC, sensitive=sensitive, first=first
+    )
     assert "{" not in text
-    assert text.endswith(TEXTS[language]["footer"])
+    assert "}" not in text
+    assert to_sms_alphabet(text) == text
+    assert segments(text).count <= 3, segments(text)
 
 
-@pytest.mark.parametrize("language", ["zh", "vi", "tl", "", "xx", "es-MX"])
+def test_long_names_are_cut_at_a_word() -> None:
+    assert short_name(LONG_ORG) == "Alameda County Community Resource..."
+    assert len(short_name(LONG_ORG)) <= NAME_MAX
+    assert short_name("Sunrise Pediatrics") == "Sunrise Pediatrics"
+    assert short_name("X" * 50) == "X" * 37 + "..."
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("step", STEPS)
+def test_first_notice_starts_with_the_sender_and_says_how_to_stop(step, language):
+    for sensitive in (False, True):
+        text = notice(step, language, sensitive=sensitive, first=True)
+        assert text.startswith(SENDER)
+        assert "STOP" in text
+        assert "HELP" in text
+        assert text.endswith(notice(step, language, sensitive=sensitive, first=False))
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("step", STEPS)
+def test_later_notices_carry_no_intro(step, language):
+    text = notice(step, language, first=False)
+    assert SENDER not in text
+    assert "STOP" not in text
+
+
+@pytest.mark.parametrize("language", [*LANGUAGES, "hy", "fr", "", "es-MX"])
+def test_help_names_the_sender_and_keeps_stop_in_english(language):
+    text = help_text(language, sender=SENDER)
+    assert text.startswith(SENDER)
+    assert "STOP" in text
+    assert "{" not in text
+    assert segments(text).count <= 3
+
+
+@pytest.mark.parametrize("language", ["hy", "fr", "ru", "", "xx", "es-MX", "EN"])
 @pytest.mark.parametrize("step", STEPS)
 def test_language_without_a_translation_falls_back_to_english(step, language):
-    assert notice_text(step, language, org=ORG, clinic=CLINIC, sensitive=False) == notice_text(
-        step, "en", org=ORG, clinic=CLINIC, sensitive=False
-    )
+    for first in (False, True):
+        for sensitive in (False, True):
+            kwargs = {"first": first, "sensitive": sensitive}
+            assert notice(step, language, **kwargs) == notice(step, "en", **kwargs)
+    assert help_text(language, sender=SENDER) == help_text("en", sender=SENDER)
 
 
-@pytest.mark.parametrize("language", LANGUAGES)
+def test_text_language_is_the_family_language_or_english():
+    assert [text_language(code) for code in ("vi", "ko", "zh", "tl", "hy", "fr")] == [
+        "vi",
+        "ko",
+        "zh",
+        "tl",
+        "en",
+        "en",
+    ]
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["later", "first"])
+@pytest.mark.parametrize("language", TRANSLATED)
 @pytest.mark.parametrize("step", STEPS)
-def test_sensitive_notice_names_neither_the_organisation_nor_the_clinic(step, language):
-    text = notice_text(step, language, org=ORG, clinic=CLINIC, sensitive=True)
-    assert ORG not in text
-    assert CLINIC not in text
-    assert "Bayview" not in text
-    assert "Mission" not in text
+def test_sensitive_notice_names_neither_the_organisation_nor_the_clinic(step, language, first):
+    for org, clinic in ((ORG, CLINIC), (LONG_ORG, LONG_CLINIC)):
+        text = notice(step, language, org=org, clinic=clinic, sensitive=True, first=first)
+        assert org not in text
+        assert clinic not in text
+        for word in (*org.split(), *clinic.split()):
+            if len(word) > 4:
+                assert word not in text, word
 
 
+@pytest.mark.parametrize("first", [False, True], ids=["later", "first"])
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_sensitive_notice_is_the_same_for_every_step_so_it_reveals_no_progress(language):
-    texts = {notice_text(step, language, org=ORG, clinic=CLINIC, sensitive=True) for step in STEPS}
+def test_sensitive_notice_is_the_same_for_every_step_so_it_reveals_no_progress(language, first):
+    texts = {notice(step, language, sensitive=True, first=first) for step in STEPS}
     assert len(texts) == 1
 
 
@@ -262,9 +366,18 @@ def test_no_template_names_a_need(language):
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("step", STEPS)
 def test_no_notice_names_a_need(step, language, sensitive):
-    text = notice_text(step, language, org="Org", clinic="Clinic", sensitive=sensitive).lower()
+    text = notice(
+        step, language, org="Org", clinic="Clinic", sensitive=sensitive, sender="Net", first=True
+    ).lower()
     for word in NEED_WORDS:
         assert word not in text, word
+
+
+def test_notices_are_cleaned_to_the_sms_alphabet():
+    text = notice("accepted", "en", org="St. Mary\u2019s\u00a0Pantry \u2014 Oakland", first=True)
+    assert "St. Mary's Pantry - Oakland accepted" in text
+    assert segments(text).encoding == "GSM-7"
+    assert help_text("en", sender="Bay\u00a0Area\u2019s Network").startswith("Bay Area's Network:")
 
 
 # --------------------------------------------------------------------------------------------
