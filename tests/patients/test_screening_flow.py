@@ -136,3 +136,53 @@ def test_the_same_referral_form_sent_twice_refers_once(world: World) -> None:
     ]
     assert db.session().scalar(select(func.count(Referral.id))) == 1
     assert db.session().scalar(select(func.count(Consent.id))) == 1
+
+
+def test_no_to_the_rest_is_remembered_per_question(world: World, client) -> None:
+    patient = make_patient(world)
+    screening = start(world, patient)
+    actor = world.actor("clinician")
+    save_answers(actor, screening.id, AHC_FOOD_AND_HOUSING, rest_negative=True)
+    db.session.remove()
+    filled = db.session().get(Screening, screening.id).autofilled
+    assert set(filled) == {
+        "96778-6",
+        "93030-5",
+        "96779-4",
+        "95618-5",
+        "95617-7",
+        "95616-9",
+        "95615-1",
+    }
+    # Answering one of them by hand makes it the family's answer again.
+    save_answers(actor, screening.id, {"q-93030-5": "LA33-6"})
+    db.session.remove()
+    assert "93030-5" not in db.session().get(Screening, screening.id).autofilled
+    complete_screening(actor, screening.id, {})
+    client.login(world, "clinician")
+    html = client.get(f"/screenings/{screening.id}").get_data(as_text=True)
+    assert html.count(">no to the rest</span>") == 6
+
+
+def test_unticking_every_box_clears_the_answer(world: World) -> None:
+    patient = make_patient(world)
+    screening = start(world, patient)
+    actor = world.actor("clinician")
+    save_answers(actor, screening.id, MultiDict([("q-96778-6", "LA31996-4")]))
+    save_answers(actor, screening.id, MultiDict([("present", "96778-6")]))
+    db.session.remove()
+    assert "96778-6" not in db.session().get(Screening, screening.id).answers
+
+
+def test_a_form_from_a_stale_window_cannot_overwrite(world: World) -> None:
+    patient = make_patient(world)
+    screening = start(world, patient)
+    actor = world.actor("clinician")
+    save_answers(actor, screening.id, {"q-88122-7": "LA28397-0", "version": "1", "page": "A"})
+    # Window B, opened at version 1, sends its whole form.
+    with pytest.raises(Conflict, match="another window"):
+        save_answers(actor, screening.id, {"q-88122-7": "LA28398-8", "version": "1", "page": "B"})
+    # Window A's own next save is not a conflict.
+    save_answers(actor, screening.id, {"q-88123-5": "LA6729-3", "version": "1", "page": "A"})
+    db.session.remove()
+    assert db.session().get(Screening, screening.id).answers["88122-7"] == ["LA28397-0"]
