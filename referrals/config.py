@@ -6,9 +6,25 @@ import os
 import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
+
+
+# The Task statuses a family may be texted about (notify/texts.py has a text for each).
+NOTICE_STEPS = frozenset(
+    {
+        "requested",
+        "accepted",
+        "rejected",
+        "in-progress",
+        "on-hold",
+        "completed",
+        "failed",
+        "cancelled",
+    }
+)
 
 
 def _bool(value: str) -> bool:
@@ -132,6 +148,28 @@ class Settings:
                 raise RuntimeError(f"{name.upper()}={value!r}: use HH:MM, e.g. 21:00.")
         if self.sms_rate_per_second <= 0:
             raise RuntimeError("SMS_RATE_PER_SECOND must be more than 0.")
+        try:
+            ZoneInfo(self.sms_time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise RuntimeError(
+                f"SMS_TIME_ZONE={self.sms_time_zone!r} is not a time zone "
+                "(e.g. America/Los_Angeles)."
+            ) from None
+        unknown = sorted(self.sms_steps - NOTICE_STEPS)
+        if unknown:
+            raise RuntimeError(
+                f"SMS_NOTIFY_STEPS names {', '.join(unknown)}: use Task statuses among "
+                f"{', '.join(sorted(NOTICE_STEPS))}."
+            )
+        if (
+            self.sms_gateway == "twilio"
+            and self.env == "production"
+            and not self.public_base_url.startswith("https://")
+        ):
+            raise RuntimeError(
+                "SMS_GATEWAY=twilio needs PUBLIC_BASE_URL: the app's public https:// address, "
+                "where Twilio sends delivery statuses and replies."
+            )
 
     @property
     def sms_steps(self) -> frozenset[str]:

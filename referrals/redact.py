@@ -17,6 +17,7 @@ _RULES = (
     (re.compile(r"Key \(([^)]*)\)=\(.*?\)(?= )"), r"Key (\1)=(…)"),
     # Phone numbers as we store them (E.164) or as providers print them.
     (re.compile(r"\+\d[\d\s().-]{6,}\d"), "[number]"),
+    (re.compile(r"%2B\d{7,15}", re.I), "[number]"),  # the same, in a URL
 )
 
 

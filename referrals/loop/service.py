@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
@@ -135,7 +136,13 @@ def add_timeline_event(
 
 
 def _notify(session: Session, event: ReferralEvent) -> None:
-    jobs.enqueue(session, NOTICE_JOB, {"event_id": str(event.id)}, f"{NOTICE_JOB}:{event.id}")
+    jobs.enqueue(
+        session,
+        NOTICE_JOB,
+        {"event_id": str(event.id)},
+        f"{NOTICE_JOB}:{event.id}",
+        max_attempts=current_app.config["SETTINGS"].job_max_attempts,
+    )
 
 
 def send_referral(actor: Actor, patient_id: uuid.UUID, form: Mapping[str, object]) -> Referral:

@@ -24,6 +24,8 @@ from referrals.notify.texts import mask_phone
 log = logging.getLogger(__name__)
 # The client logs each request with its form (the family's number and the text): never that.
 logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+# urllib3 logs each URL at DEBUG, and a lookup's URL holds the number (To=%2B1...).
+logging.getLogger("urllib3.connectionpool").setLevel(logging.WARNING)
 
 # Twilio error codes that no retry mends, with what staff are told (to call instead).
 PERMANENT_CODES: dict[int, str] = {
@@ -134,10 +136,10 @@ class TwilioGateway:
         return str(message.sid)
 
     def find(self, to: str, body: str, since: datetime) -> str | None:
+        # Listed newest first without a date filter: a text still queued at Twilio has no
+        # date_sent yet, and a DateSent filter would miss it.
         try:
-            recent = self.client.messages.list(
-                to=to, date_sent_after=since - timedelta(minutes=2), limit=50
-            )
+            recent = self.client.messages.list(to=to, limit=50)
         except TwilioRestException as err:
             raise _classify(err, looking=True) from None
         except TwilioException as err:  # a page that did not come (no status or code kept)
@@ -148,7 +150,11 @@ class TwilioGateway:
             raise RetryableSmsError(
                 f"could not ask Twilio for earlier messages: {type(err).__name__}", ambiguous=True
             ) from None
+        earliest = since - timedelta(minutes=2)
         for message in recent:
+            created = message.date_created or message.date_sent
+            if created is not None and created < earliest:
+                continue
             if message.body == body and (message.direction or "").startswith("outbound"):
                 return str(message.sid)
         return None
@@ -156,6 +162,10 @@ class TwilioGateway:
 
 def _classify(err: TwilioRestException, *, looking: bool = False) -> SmsError:
     status, code = err.status, err.code
+    if status in {401, 403, 404} and code not in PERMANENT_CODES:
+        # Our account or configuration, not the family's number: wait until it is mended.
+        log.error("Twilio refused our credentials or account (%s %s): check TWILIO_*", status, code)
+        return RetryableSmsError(f"Twilio answered {status} ({code})", code=code, ambiguous=False)
     if status == 429 or status >= 500:
         # A 5xx may come after Twilio took the message: look before sending again.
         return RetryableSmsError(f"Twilio answered {status}", code=code, ambiguous=status >= 500)

@@ -17,7 +17,7 @@ import uuid
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -176,7 +176,8 @@ def deliver(session: Session, message: Message, gateway: Gateway, settings: Sett
     """Move one queued (or interrupted) message on: expire it, hold it for quiet hours or the
     sender's pace, find it at the provider, or hand it over."""
     now = utcnow()
-    if message.expires_at is not None and now > message.expires_at:
+    # Only a text that never left expires: one that may be at the provider is looked up first.
+    if message.status == QUEUED and message.expires_at is not None and now > message.expires_at:
         message.status, message.status_at = EXPIRED, now
         message.skip_reason = "Not sent in time to be useful."
         _not_delivered(session, message, "it could not go out in time to be useful")
@@ -187,13 +188,13 @@ def deliver(session: Session, message: Message, gateway: Gateway, settings: Sett
     if message.status == QUEUED:
         session.refresh(referral)  # what changed while the notice waited
         now_to = _recipient(referral)
-        if isinstance(now_to, Skip) or now_to.phone != message.to_phone:
-            message.status = SKIPPED
-            message.skip_reason = (
-                now_to.reason if isinstance(now_to, Skip) else "The family's number changed."
-            )
+        if isinstance(now_to, Skip):
+            message.status, message.skip_reason = SKIPPED, now_to.reason
             session.commit()
             return
+        if now_to.phone != message.to_phone:  # the family gave another number meanwhile
+            message.to_phone, message.recipient_kind = now_to.phone, now_to.kind
+            message.language, message.body = text_language(now_to.language), ""
     number = session.get(SmsNumber, message.to_phone) if message.to_phone else None
     if number is not None and number.opted_out:
         message.status, message.skip_reason = SKIPPED, "The number replied STOP."
@@ -209,9 +210,16 @@ def deliver(session: Session, message: Message, gateway: Gateway, settings: Sett
 
     if message.status == SENDING and message.sending_at is not None:
         # An earlier hand-over may have reached the provider before its worker stopped.
+        session.commit()  # nothing is held open while the provider is asked
         found = gateway.find(message.to_phone or "", message.body, message.sending_at)
         if found is not None:
             _sent(session, message, found, number)
+            return
+        if message.expires_at is not None and utcnow() > message.expires_at:
+            message.status, message.status_at = EXPIRED, utcnow()
+            message.skip_reason = "Not sent in time to be useful."
+            _not_delivered(session, message, "it could not go out in time to be useful")
+            session.commit()
             return
 
     _take_turn(session, message, gateway.sender, settings)
@@ -263,7 +271,7 @@ def deliver(session: Session, message: Message, gateway: Gateway, settings: Sett
 
 def _sent(session: Session, message: Message, provider_id: str, number: SmsNumber | None) -> None:
     now = utcnow()
-    session.refresh(message)  # a status callback may have come first
+    session.refresh(message, with_for_update=True)  # a status callback may have come first
     if STATUS_RANK.get(message.status, 0) < STATUS_RANK[SENT]:
         message.status = SENT
     message.provider_id, message.sent_at, message.slot_at = provider_id, now, None
@@ -307,6 +315,7 @@ def _take_turn(session: Session, message: Message, sender: str, settings: Settin
         slot, row.next_slot_at = take_slot(now, row.next_slot_at, settings.sms_rate_per_second)
         message.slot_at = slot
         session.commit()
+    session.commit()  # no lock is held while waiting
     wait = slot - utcnow()
     if wait > PACE_SLEEP_MAX:
         raise jobs.Defer(slot, "sender pace")
@@ -353,7 +362,9 @@ def record_status(form: dict[str, str], message_id: str | None = None) -> bool:
     if not provider_id or status not in STATUS_RANK:
         return False
     with transaction() as session:
-        message = session.scalar(select(Message).where(Message.provider_id == provider_id))
+        message = session.scalar(
+            select(Message).where(Message.provider_id == provider_id).with_for_update()
+        )
         if message is None and message_id:
             try:
                 message = session.get(Message, uuid.UUID(message_id), with_for_update=True)
@@ -453,21 +464,38 @@ def _language_of(session: Session, phone: str) -> str:
 
 
 def _latest_open_referral(session: Session, phone: str) -> Referral | None:
-    """The most recent open referral of the family this number belongs to. A confidential
-    referral only when the number is the patient's own: a guardian's text never lands on it."""
+    """The open referral a reply from this number is about: the one we last texted it about.
+    A number we never texted is matched to a family only when it belongs to one patient alone
+    (a number two families share says nothing about which one wrote). A confidential referral
+    only ever gets replies from the patient's own number."""
+    open_statuses = [s.value for s in OPEN]
+    last = session.scalar(
+        select(Referral)
+        .join(Message, Message.referral_id == Referral.id)
+        .join(Referral.task)
+        .where(
+            Message.to_phone == phone,
+            Message.provider_id.is_not(None),
+            Task.status.in_(open_statuses),
+        )
+        .order_by(Message.sent_at.desc())
+        .limit(1)
+    )
+    if last is not None:
+        guardian_phones = {g.phone for g in last.patient.guardians}
+        owns = last.patient.phone == phone and phone not in guardian_phones
+        return None if last.sensitive and not owns else last
     families = _families(session, phone)
-    if not families:
+    if len(families) != 1:
         return None
-    conditions = [
-        Referral.patient_id == patient.id
-        if own
-        else (Referral.patient_id == patient.id) & Referral.sensitive.is_(False)
-        for patient, own in families
-    ]
+    patient, own = families[0]
+    conditions = [Referral.patient_id == patient.id, Task.status.in_(open_statuses)]
+    if not own:
+        conditions.append(Referral.sensitive.is_(False))
     return session.scalar(
         select(Referral)
         .join(Referral.task)
-        .where(or_(*conditions), Task.status.in_([s.value for s in OPEN]))
+        .where(*conditions)
         .order_by(Referral.created_at.desc())
         .limit(1)
     )

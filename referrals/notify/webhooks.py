@@ -27,7 +27,7 @@ def _verified() -> None:
     if request.query_string:
         url += "?" + request.query_string.decode("latin-1")
     validator = RequestValidator(settings.twilio_auth_token)
-    if not validator.validate(url, request.form.to_dict(flat=True), signature):
+    if not validator.validate(url, request.form, signature):
         log.warning("refused %s: the Twilio signature does not match", request.path)
         abort(403)
 

@@ -533,3 +533,43 @@ def test_an_undelivered_callback_that_beats_our_record_of_the_send_is_not_lost(w
     assert message.provider_id == at_twilio["sid"]
     assert (message.status, message.error_code) == ("undelivered", "30006")
     assert events(referral.id, TEXT_NOT_DELIVERED) == [LANDLINE]
+
+
+def test_a_reply_from_a_number_two_families_share_goes_where_we_last_texted(world, app, twilio):
+    """Ana's number is also an unrelated adult's own number. Ana got our text about Maya's
+    referral: her reply belongs there, not on the newer referral of the other family."""
+    maya = make_patient(world)
+    maya_referral = send(world, maya)
+    assert run_due_jobs() == {DONE: 1}
+    other = make_patient(
+        world,
+        given_name="Rosa",
+        family_name="Diaz",
+        birth_date=years_ago(40),
+        phone=GUARDIAN,
+        guardian_name=None,
+        guardian_relationship=None,
+        guardian_phone=None,
+        guardian_language=None,
+    )
+    other_referral = send(
+        world, other, "housing", consent_given_by="patient", consent_given_by_name="Rosa Diaz"
+    )
+    db.session.remove()
+    with db.session() as session:  # the other family's notice is not sent yet
+        session.execute(Job.__table__.delete())
+        session.commit()
+    form = inbound_form("Thanks, she is doing better", sid="SM" + "a" * 32)
+    assert post(app, "/sms/inbound", form).status_code == 200
+    assert events(maya_referral.id, FAMILY_REPLIED) == ["Thanks, she is doing better"]
+    assert events(other_referral.id, FAMILY_REPLIED) == []
+
+
+def test_a_shared_number_we_never_texted_attaches_to_nobody(world, app, signed):
+    make_patient(world)
+    make_patient(world, given_name="Leo", birth_date=years_ago(6))  # same guardian phone
+    form = inbound_form("Who is this?", sid="SM" + "b" * 32)
+    assert post(app, "/sms/inbound", form).status_code == 200
+    db.session.remove()
+    [inbound] = db.session().scalars(select(InboundMessage))
+    assert inbound.referral_id is None

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy import select
 
 from referrals.db import db
@@ -183,3 +183,72 @@ def test_a_worker_killed_after_twilio_took_the_text_sends_it_once(
     assert len(twilio.messages) == 1
     [message] = messages()
     assert (message.status, message.provider_id) == ("sent", twilio.messages[0]["sid"])
+
+
+def test_our_own_twilio_credentials_failing_is_not_the_familys_fault(world, twilio) -> None:
+    """A wrong auth token is ours to mend: the notice waits, it is not failed."""
+    patient = make_patient(world)
+    send(world, patient)
+    settings = current_app.config["SETTINGS"]
+    good = settings.twilio_auth_token
+    settings.twilio_auth_token = "wrong-token"
+    try:
+        assert run_due_jobs() == {"queued": 1}
+    finally:
+        settings.twilio_auth_token = good
+    [message] = messages()
+    assert message.status == "queued" and message.error_code is None
+    assert twilio.messages == []
+
+
+def test_a_notice_follows_a_new_number_given_while_it_waited(world, twilio) -> None:
+    from referrals.patients.models import Guardian
+
+    patient = make_patient(world)
+    send(world, patient)
+    db.session.remove()
+    session = db.session()
+    # The mother gives a new number before the notice goes.
+    session.get(Guardian, patient.guardians[0].id).phone = "+15105550199"
+    session.commit()
+    assert run_due_jobs() == {DONE: 1}
+    [sent] = twilio.messages
+    assert sent["to"] == "+15105550199"
+    [message] = messages()
+    assert message.to_phone == "+15105550199"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("SMS_TIME_ZONE", "Mars/Olympus", "is not a time zone"),
+        ("SMS_NOTIFY_STEPS", "requested,declined", "SMS_NOTIFY_STEPS names declined"),
+        ("SMS_QUIET_START", "9pm", "use HH:MM"),
+        ("SMS_RATE_PER_SECOND", "0", "more than 0"),
+    ],
+)
+def test_sms_settings_that_cannot_work_stop_the_start(monkeypatch, setting, value, message):
+    from referrals.config import Settings
+
+    monkeypatch.setenv("REFERRALS_ENV", "development")
+    monkeypatch.setenv(setting, value)
+    with pytest.raises(RuntimeError, match=message):
+        Settings.from_env()
+
+
+def test_twilio_in_production_needs_a_public_https_address(monkeypatch):
+    from referrals.config import Settings
+
+    for name, value in {
+        "REFERRALS_ENV": "production",
+        "SMS_GATEWAY": "twilio",
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+        "TWILIO_AUTH_TOKEN": "token",
+        "TWILIO_FROM_NUMBER": "+15105550100",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match="PUBLIC_BASE_URL"):
+        Settings.from_env({"secret_key": "x" * 32})
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://referrals.example.org")
+    settings = Settings.from_env({"secret_key": "x" * 32})
+    assert settings.public_base_url == "https://referrals.example.org"
