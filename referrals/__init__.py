@@ -78,6 +78,12 @@ def create_app(config: dict | None = None) -> Flask:
         app.register_blueprint(bp)
     csrf.exempt(hsds_bp)  # read-only and public: GET only
     csrf.exempt(sms_bp)  # Twilio signs its requests instead (X-Twilio-Signature)
+    from referrals.fhir.api import bp as fhir_bp
+    from referrals.fhir.oauth import bp as oauth_bp
+
+    for bp in (fhir_bp, oauth_bp):
+        app.register_blueprint(bp)
+        csrf.exempt(bp)  # machine clients: signed assertions and bearer tokens, not cookies
 
     import referrals.notify.service  # noqa: F401  (registers the sms.notice job handler)
     from referrals.cli import register_commands

@@ -21,6 +21,7 @@ from referrals.directory.models import (
     TaxonomyTerm,
 )
 from referrals.directory.search import SearchHours, SearchRow  # noqa: F401 (search tables)
+from referrals.fhir.oauth import ApiClient, ApiToken, UsedAssertion
 from referrals.jobs import Job
 from referrals.loop.models import Referral, ReferralEvent, Task
 from referrals.notify.models import InboundMessage, Message, SmsNumber, SmsSender
@@ -35,6 +36,8 @@ from referrals.patients.models import (
 
 __all__ = [
     "Address",
+    "ApiClient",
+    "ApiToken",
     "Attribute",
     "AuditEvent",
     "Base",
@@ -67,5 +70,6 @@ __all__ = [
     "Taxonomy",
     "TaxonomySdohMap",
     "TaxonomyTerm",
+    "UsedAssertion",
     "User",
 ]

@@ -151,6 +151,44 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
         school=403,
         admin=403,
     ),
+    # SMART Backend Services: no session; an empty form is invalid_request for everyone.
+    ("POST", "/oauth/token"): dict(
+        anonymous=400,
+        clinician=400,
+        other_clinician=400,
+        food=400,
+        food_admin=400,
+        school=400,
+        admin=400,
+    ),
+    ("GET", "/.well-known/smart-configuration"): dict(
+        anonymous=200,
+        clinician=200,
+        other_clinician=200,
+        food=200,
+        food_admin=200,
+        school=200,
+        admin=200,
+    ),
+    # The FHIR API: a bearer token, never a session.
+    ("GET", "/fhir/metadata"): dict(
+        anonymous=200,
+        clinician=200,
+        other_clinician=200,
+        food=200,
+        food_admin=200,
+        school=200,
+        admin=200,
+    ),
+    ("GET", "/fhir/{resource_type}/{resource}"): dict(
+        anonymous=401,
+        clinician=401,
+        other_clinician=401,
+        food=401,
+        food_admin=401,
+        school=401,
+        admin=401,
+    ),
     # The public HSDS API: the same for everyone, signed in or not (no taxonomy exists).
     ("GET", "/hsds/"): dict(
         anonymous=200,
@@ -272,6 +310,8 @@ def test_each_role_gets_exactly_what_it_may(world, app, role):
         "service": world.services["food"].id,
         "organization": world.orgs["food"].id,
         "taxonomy": uuid.uuid4(),
+        "resource_type": "Task",
+        "resource": referral.task.id,
         "term": uuid.uuid4(),
     }
     forms = {
