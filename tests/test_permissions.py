@@ -189,6 +189,24 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
         school=401,
         admin=401,
     ),
+    ("GET", "/fhir/{resource_type}"): dict(
+        anonymous=401,
+        clinician=401,
+        other_clinician=401,
+        food=401,
+        food_admin=401,
+        school=401,
+        admin=401,
+    ),
+    ("PUT", "/fhir/Task/{task}"): dict(
+        anonymous=401,
+        clinician=401,
+        other_clinician=401,
+        food=401,
+        food_admin=401,
+        school=401,
+        admin=401,
+    ),
     # The public HSDS API: the same for everyone, signed in or not (no taxonomy exists).
     ("GET", "/hsds/"): dict(
         anonymous=200,
@@ -312,6 +330,7 @@ def test_each_role_gets_exactly_what_it_may(world, app, role):
         "taxonomy": uuid.uuid4(),
         "resource_type": "Task",
         "resource": referral.task.id,
+        "task": referral.task.id,
         "term": uuid.uuid4(),
     }
     forms = {
@@ -321,7 +340,12 @@ def test_each_role_gets_exactly_what_it_may(world, app, role):
     seen = {}
     for (method, route), expected in MATRIX.items():
         url = route.format(**ids)
-        response = client.get(url) if method == "GET" else client.post(url, forms.get(route, {}))
+        if method == "GET":
+            response = client.get(url)
+        elif method == "PUT":
+            response = client._fresh(client.client.put, url, json={})
+        else:
+            response = client.post(url, forms.get(route, {}))
         want = expected.get(role, 302)
         seen[(method, route)] = (response.status_code, want)
         if role != "anonymous" and route == "/logout":

@@ -145,3 +145,153 @@ def read(resource_type: str, resource_id: str) -> Response:
     if version:
         headers["ETag"] = f'W/"{version}"'
     return fhir_response(resource, headers=headers)
+
+
+# --- Task updates -------------------------------------------------------------------------------
+
+MAX_BODY = 1024 * 1024  # a Task is a few kilobytes; anything this large is not one
+
+
+def _body(resource_type: str) -> dict[str, Any]:
+    """The request's FHIR JSON resource, or the FhirError saying what is wrong with it."""
+    if request.mimetype not in {"application/fhir+json", "application/json"}:
+        raise FhirError(
+            415,
+            "not-supported",
+            f"Send {resource_type} as application/fhir+json, not {request.mimetype or 'nothing'}.",
+        )
+    if (request.content_length or 0) > MAX_BODY:
+        raise FhirError(413, "too-long", f"The body is over {MAX_BODY // 1024} KiB.")
+    raw = request.get_data(cache=False, as_text=False)[: MAX_BODY + 1]
+    if len(raw) > MAX_BODY:
+        raise FhirError(413, "too-long", f"The body is over {MAX_BODY // 1024} KiB.")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise FhirError(400, "structure", f"The body is not JSON: {err}.") from None
+    if not isinstance(body, dict) or body.get("resourceType") != resource_type:
+        found = body.get("resourceType") if isinstance(body, dict) else type(body).__name__
+        raise FhirError(
+            400, "structure", f"Expected a {resource_type}, got {found}.", "resourceType"
+        )
+    _validate_structure(resource_type, body)
+    return body
+
+
+def _validate_structure(resource_type: str, body: dict[str, Any]) -> None:
+    """FHIR's own structure rules (R4B models): types, cardinalities, required elements."""
+    import importlib
+
+    from pydantic import ValidationError
+
+    module = importlib.import_module(f"fhir.resources.R4B.{resource_type.lower()}")
+    model = getattr(module, resource_type)
+    try:
+        model.model_validate(body)
+    except ValidationError as err:
+        first = err.errors()[0]
+        path = ".".join(str(part) for part in first.get("loc", ()) if part != "__root__")
+        raise FhirError(
+            400,
+            "structure",
+            f"{resource_type}.{path}: {first.get('msg')}" if path else str(first.get("msg")),
+            f"{resource_type}.{path}" if path else None,
+        ) from None
+
+
+@bp.put("/Task/<task_id>")
+def update_task(task_id: str) -> Response:
+    """A partner moves a Task: the same lifecycle, permissions, audit and family notices as
+    the pages. `If-Match: W/"<version>"` (or meta.versionId) must be the current version."""
+    from referrals.errors import Conflict
+    from referrals.fhir import reads, tasks
+    from referrals.loop import service as loop
+
+    require("Task", "write")
+    try:
+        key = uuid.UUID(task_id)
+    except ValueError:
+        raise FhirError(404, "not-found", f"Task/{task_id} does not exist.") from None
+    incoming = _body("Task")
+    if incoming.get("id") not in {None, task_id}:
+        raise FhirError(400, "invalid", "The Task's id is not the one in the URL.", "Task.id")
+    current = reads.read(actor(), "Task", key, base_url())
+    version = current["meta"]["versionId"]
+    wanted = _if_match() or (incoming.get("meta") or {}).get("versionId")
+    if wanted is not None and str(wanted) != str(version):
+        raise FhirError(
+            412,
+            "conflict",
+            f"Task/{task_id} is at version {version}, not {wanted}: read it again, then update.",
+        )
+    try:
+        form = tasks.update_form(incoming, current)
+    except tasks.FhirProblem as problem:
+        raise FhirError(
+            problem.status, problem.code, problem.diagnostics, problem.expression
+        ) from None
+    from referrals.errors import InvalidInput
+    from referrals.loop.lifecycle import Refusal
+
+    try:
+        loop.change_referral(actor(), _referral_id(key), form)
+    except Refusal as refusal:
+        raise FhirError(422, "business-rule", str(refusal), "Task.status") from None
+    except InvalidInput as err:
+        details = "; ".join(f"{k}: {', '.join(v)}" for k, v in err.fields.items())
+        raise FhirError(422, "invariant", f"{err.message} {details}".strip()) from None
+    except Conflict as err:
+        raise FhirError(412, "conflict", err.message) from None
+    updated = reads.read(actor(), "Task", key, base_url())
+    return fhir_response(updated, headers={"ETag": f'W/"{updated["meta"]["versionId"]}"'})
+
+
+def _if_match() -> str | None:
+    value = request.headers.get("If-Match")
+    if not value:
+        return None
+    return value.strip().removeprefix("W/").strip('"')
+
+
+def _referral_id(task_id: uuid.UUID) -> uuid.UUID:
+    from referrals.db import db
+    from referrals.loop.models import Task
+
+    task = db.session().get(Task, task_id)
+    if task is None:
+        raise FhirError(404, "not-found", f"Task/{task_id} does not exist.")
+    return task.referral_id
+
+
+# --- search -------------------------------------------------------------------------------------
+
+
+@bp.get("/<resource_type>")
+def search(resource_type: str) -> Response:
+    """Search. Tasks for now: the polling recipients and referrers do."""
+    from urllib.parse import urlencode
+
+    from referrals.fhir import mapping
+    from referrals.fhir.search import SearchProblem, search_tasks
+
+    if resource_type not in SERVED:
+        raise FhirError(404, "not-supported", f"We do not serve {resource_type} resources.")
+    if resource_type != "Task":
+        raise FhirError(
+            501, "not-supported", f"Searching {resource_type} is not offered yet; read by id."
+        )
+    require("Task", "read")
+    params = {key: request.args.getlist(key) for key in request.args}
+    try:
+        page = search_tasks(actor(), params, base_url())
+    except SearchProblem as problem:
+        raise FhirError(400, "invalid", str(problem), problem.parameter) from None
+    kept = [(k, v) for k, values in params.items() if k != "_offset" for v in values]
+    self_url = f"{base_url()}/Task?{urlencode([*kept, ('_offset', page.offset)])}"
+    next_url = None
+    if page.offset + len(page.resources) < page.total and page.count:
+        next_url = f"{base_url()}/Task?{urlencode([*kept, ('_offset', page.offset + page.count)])}"
+    bundle = mapping.bundle_searchset(
+        page.resources, page.total, self_url, next_url, included=page.included, base_url=base_url()
+    )
+    return fhir_response(bundle)

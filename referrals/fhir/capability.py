@@ -69,11 +69,12 @@ def capability_statement(base: str) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "type": resource_type,
             "supportedProfile": [profile],
-            "interaction": [{"code": "read"}, {"code": "search-type"}],
-            "searchParam": [{"name": name, "type": kind} for name, kind in searches.items()],
+            "interaction": [{"code": "read"}],
         }
+        if resource_type == "Task":  # the only type searched so far; the others are read
+            entry["searchParam"] = [{"name": n, "type": k} for n, k in searches.items()]
         if resource_type == "Task":
-            entry["interaction"].append({"code": "update"})
+            entry["interaction"] += [{"code": "search-type"}, {"code": "update"}]
             entry["versioning"] = "versioned-update"
             entry["searchInclude"] = ["Task:focus"]
         resources.append(entry)

@@ -79,7 +79,9 @@ def instant(value: datetime) -> str:
     """An instant with a time zone (naive values are UTC, as we store them)."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    # Microseconds: a client polling with _lastUpdated=gt<this> must not skip what changed
+    # later in the same second.
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def coding(system: str, code: str, display: str | None = None) -> Json:
