@@ -104,8 +104,9 @@ def search_tasks(actor: Actor, params: Mapping[str, list[str]], base: str) -> Ta
         conditions.append(Task.requester_org_id == _uuid(value, "requester"))
     for value in params.get("focus", []):
         conditions.append(Task.referral_id == _uuid(value, "focus"))
-    for value in params.get("patient", []):
-        conditions.append(Referral.patient_id == _uuid(value, "patient"))
+    patients = [_uuid(value, "patient") for value in params.get("patient", [])]
+    for patient_id in patients:
+        conditions.append(Referral.patient_id == patient_id)
     for value in params.get("status", []):
         statuses = ["requested" if s == "received" else s for s in value.split(",")]
         for status in statuses:
@@ -134,7 +135,10 @@ def search_tasks(actor: Actor, params: Mapping[str, list[str]], base: str) -> Ta
     offset = _number(params, "_offset", 0, 0, 10**9)
 
     with transaction() as session:
-        base_query = select(Task).join(Task.referral).where(and_(*conditions))
+        base_query = select(Task)
+        if patients:  # the only condition on the ServiceRequest's side
+            base_query = base_query.join(Task.referral)
+        base_query = base_query.where(and_(*conditions))
         total = session.scalar(select(func.count()).select_from(base_query.subquery())) or 0
         tasks = list(
             session.scalars(

@@ -66,6 +66,9 @@ class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
         Index("ix_tasks_owner_status_authored", "owner_org_id", "status", "authored_on"),
+        # FHIR polling: GET /fhir/Task?owner=...&_lastUpdated=gt... (and the referrer's side)
+        Index("ix_tasks_owner_updated", "owner_org_id", "updated_at"),
+        Index("ix_tasks_requester_updated", "requester_org_id", "updated_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
