@@ -12,21 +12,6 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
 
 
-# The Task statuses a family may be texted about (notify/texts.py has a text for each).
-NOTICE_STEPS = frozenset(
-    {
-        "requested",
-        "accepted",
-        "rejected",
-        "in-progress",
-        "on-hold",
-        "completed",
-        "failed",
-        "cancelled",
-    }
-)
-
-
 def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -155,11 +140,13 @@ class Settings:
                 f"SMS_TIME_ZONE={self.sms_time_zone!r} is not a time zone "
                 "(e.g. America/Los_Angeles)."
             ) from None
-        unknown = sorted(self.sms_steps - NOTICE_STEPS)
+        from referrals.notify.texts import STEPS  # a text for each of them
+
+        unknown = sorted(self.sms_steps - set(STEPS))
         if unknown:
             raise RuntimeError(
                 f"SMS_NOTIFY_STEPS names {', '.join(unknown)}: use Task statuses among "
-                f"{', '.join(sorted(NOTICE_STEPS))}."
+                f"{', '.join(STEPS)}."
             )
         if (
             self.sms_gateway == "twilio"

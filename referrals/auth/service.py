@@ -118,17 +118,7 @@ def create_user(
     if problems:
         raise InvalidInput("The user cannot be created.", problems)
     with transaction() as session:
-        orgs = session.scalars(
-            select(Organization).where(Organization.name == org_name).limit(2)
-        ).all()
-        if not orgs:
-            raise InvalidInput("No such organisation.", {"org": [f"No organisation “{org_name}”."]})
-        if len(orgs) > 1:
-            raise InvalidInput(
-                "Several organisations have that name.",
-                {"org": [f"More than one organisation is called “{org_name}”."]},
-            )
-        [org] = orgs
+        org = organization_named(session, org_name)
         if Role(role) not in ROLES_BY_ORG_KIND[org.org_kind]:
             raise InvalidInput(
                 "That role does not fit the organisation.",
@@ -161,3 +151,16 @@ def actor_for(user: User, membership: Membership | None, ip: str | None) -> Acto
         return Actor(user.id, user.name, None, "", None, None, ip)
     org = membership.organization
     return Actor(user.id, user.name, org.id, org.name, org.org_kind, Role(membership.role), ip)
+
+
+def organization_named(session: Session, name: str) -> Organization:
+    """The one organisation with exactly this name, or InvalidInput saying why not."""
+    orgs = session.scalars(select(Organization).where(Organization.name == name).limit(2)).all()
+    if not orgs:
+        raise InvalidInput("No such organisation.", {"org": [f"No organisation “{name}”."]})
+    if len(orgs) > 1:
+        raise InvalidInput(
+            "Several organisations have that name.",
+            {"org": [f"More than one organisation is called “{name}”."]},
+        )
+    return orgs[0]

@@ -29,6 +29,7 @@ from referrals import audit
 from referrals.auth.actor import Actor
 from referrals.auth.models import Organization
 from referrals.auth.roles import OrgKind, Permission, Role
+from referrals.auth.service import organization_named
 from referrals.db import Base, transaction, utcnow
 from referrals.errors import Forbidden, InvalidInput, NotFound
 
@@ -336,17 +337,7 @@ def register_client(
     if problems:
         raise InvalidInput("The API client cannot be registered.", problems)
     with transaction() as session:
-        orgs = session.scalars(
-            select(Organization).where(Organization.name == org_name).limit(2)
-        ).all()
-        if not orgs:
-            raise InvalidInput("No such organisation.", {"org": [f"No organisation “{org_name}”."]})
-        if len(orgs) > 1:
-            raise InvalidInput(
-                "Several organisations have that name.",
-                {"org": [f"More than one organisation is called “{org_name}”."]},
-            )
-        [org] = orgs
+        org = organization_named(session, org_name)
         if org.org_kind not in CLIENT_ROLES:
             raise InvalidInput(
                 "API clients act for a clinic, a CBO or a school.",

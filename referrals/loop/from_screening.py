@@ -12,9 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from referrals import audit
 from referrals.auth.actor import Actor
 from referrals.auth.roles import Permission
@@ -22,14 +19,17 @@ from referrals.db import transaction, utcnow
 from referrals.directory.models import Service
 from referrals.directory.search import SearchResult, run_search
 from referrals.errors import Forbidden, InvalidInput
-from referrals.loop.lifecycle import OPEN
-from referrals.loop.models import Referral, Task
 from referrals.loop.schemas import NOTE_MAX
 from referrals.loop.service import _new_referral, service_problem
 from referrals.patients.consent_rules import consent_problem, is_minor_consent, is_sensitive
 from referrals.patients.instruments import INSTRUMENTS
 from referrals.patients.models import Consent, Need, Patient, Screening
-from referrals.patients.screening import apply_decisions, load_screening, parse_decisions
+from referrals.patients.screening import (
+    apply_decisions,
+    load_screening,
+    open_referral_exists,
+    parse_decisions,
+)
 from referrals.terminology import CONSENT_SCOPE, LANGUAGES, PRIORITIES, california_today
 
 SIGNATURE_PREFIX = "data:image/png;base64,"
@@ -265,7 +265,7 @@ def refer_for_needs(
             problem = service_problem(service, age)
             if problem is None and need.domain not in service.categories:
                 problem = f"{service.name} does not address {need.display.lower()}."
-            if problem is None and _already_referred(session, need, service):
+            if problem is None and open_referral_exists(session, need, service.id):
                 # Most often the same form sent twice (a double click, a reload).
                 problem = (
                     f"{service.name} already has an open referral for "
@@ -325,23 +325,6 @@ def refer_for_needs(
                 detail={"recipient_org_id": str(consent.recipient_org_id)},
             )
     return screening, referrals
-
-
-def _already_referred(session: Session, need: Need, service: Service) -> bool:
-    open_statuses = [status.value for status in OPEN]
-    return (
-        session.scalar(
-            select(Referral.id)
-            .join(Referral.task)
-            .where(
-                Referral.need_id == need.id,
-                Referral.service_id == service.id,
-                Task.status.in_(open_statuses),
-            )
-            .limit(1)
-        )
-        is not None
-    )
 
 
 def _giver(form: ConsentForm, need: Need, age: int) -> tuple[Person | None, str | None]:

@@ -487,7 +487,7 @@ def apply_decisions(
         verification, priority = DECISIONS[decision]
         if (need.verification, need.family_priority) == (verification, priority):
             continue
-        if verification == "refuted" and _open_referrals(session, need):
+        if verification == "refuted" and open_referral_exists(session, need):
             raise InvalidInput(
                 f"{need.display} has an open referral: cancel it before dismissing the need.",
                 {f"need-{need.id}": ["Cancel its open referral first."]},
@@ -506,19 +506,19 @@ def apply_decisions(
         )
 
 
-def _open_referrals(session: Session, need: Need) -> bool:
+def open_referral_exists(session: Session, need: Need, service_id: uuid.UUID | None = None) -> bool:
+    """Whether the need has an open referral (to this service, when one is named)."""
     from referrals.loop.lifecycle import OPEN
     from referrals.loop.models import Referral, Task
 
-    return (
-        session.scalar(
-            select(Referral.id)
-            .join(Referral.task)
-            .where(Referral.need_id == need.id, Task.status.in_([s.value for s in OPEN]))
-            .limit(1)
-        )
-        is not None
+    query = (
+        select(Referral.id)
+        .join(Referral.task)
+        .where(Referral.need_id == need.id, Task.status.in_([s.value for s in OPEN]))
     )
+    if service_id is not None:
+        query = query.where(Referral.service_id == service_id)
+    return session.scalar(query.limit(1)) is not None
 
 
 def decide_needs(actor: Actor, screening_id: uuid.UUID, form: Mapping[str, object]) -> Screening:

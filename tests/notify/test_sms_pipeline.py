@@ -4,7 +4,6 @@ permanent refusals, the dead letter, expiry, which steps text, and who is never 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,30 +20,12 @@ from referrals.notify.schedule import quiet_until, take_slot
 from referrals.patients.models import Patient
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import make_patient, move, send
+from tests.notify.conftest import SERVICE_SID
 from tests.notify.test_consent_texts import guardian, refer
 
 GUARDIAN = "+15105550142"
-SERVICE_SID = "MG" + "0" * 32
 LA = ZoneInfo("America/Los_Angeles")
 NOT_DELIVERED = "Text to the parent or guardian not delivered: "
-
-
-@pytest.fixture
-def twilio(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTwilio]:
-    """The app configured to send through Twilio, and Twilio played by a local fake."""
-    with FakeTwilio(slow_seconds=1.0) as fake:
-        settings = app.config["SETTINGS"]
-        for name, value in {
-            "sms_gateway": "twilio",
-            "twilio_account_sid": fake.account_sid,
-            "twilio_auth_token": fake.auth_token,
-            "twilio_messaging_service_sid": SERVICE_SID,
-            "twilio_api_base_url": fake.url,
-            "twilio_timeout_seconds": 0.5,
-            "public_base_url": "https://referrals.example.org",
-        }.items():
-            monkeypatch.setattr(settings, name, value)
-        yield fake
 
 
 @pytest.fixture

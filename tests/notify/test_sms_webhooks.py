@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextvars
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -23,7 +22,6 @@ from referrals.loop.lifecycle import FAMILY_REPLIED, TEXT_NOT_DELIVERED
 from referrals.loop.models import Referral, ReferralEvent
 from referrals.loop.service import send_referral
 from referrals.notify.models import InboundMessage, Message, SmsNumber
-from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import (
     SYSTEM,
     WebClient,
@@ -38,7 +36,6 @@ PUBLIC = "https://referrals.example.org"
 TOKEN = "0123456789abcdef0123456789abcdef"
 GUARDIAN = "+15105550142"
 TEEN = "+15105550177"
-SERVICE_SID = "MG" + "0" * 32
 LANDLINE = (
     "Text to the parent or guardian not delivered:"
     " the number is a landline or cannot receive texts."
@@ -55,24 +52,6 @@ def signed(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = app.config["SETTINGS"]
     monkeypatch.setattr(settings, "twilio_auth_token", TOKEN)
     monkeypatch.setattr(settings, "public_base_url", PUBLIC)
-
-
-@pytest.fixture
-def twilio(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTwilio]:
-    """The app configured to send through Twilio, and Twilio played by a local fake."""
-    with FakeTwilio(slow_seconds=1.0) as fake:
-        settings = app.config["SETTINGS"]
-        for name, value in {
-            "sms_gateway": "twilio",
-            "twilio_account_sid": fake.account_sid,
-            "twilio_auth_token": fake.auth_token,
-            "twilio_messaging_service_sid": SERVICE_SID,
-            "twilio_api_base_url": fake.url,
-            "twilio_timeout_seconds": 0.5,
-            "public_base_url": PUBLIC,
-        }.items():
-            monkeypatch.setattr(settings, name, value)
-        yield fake
 
 
 def signature(app: Flask, url: str, form: dict[str, str], token: str | None = None) -> str:

@@ -6,12 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from flask import Flask, current_app
+from flask import current_app
 from sqlalchemy import select
 
 from referrals.db import db
@@ -20,27 +19,9 @@ from referrals.loop.models import ReferralEvent
 from referrals.notify.models import Message, SmsNumber
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import World, make_patient, move, send
+from tests.notify.conftest import SERVICE_SID
 
 GUARDIAN = "+15105550142"
-SERVICE_SID = "MG" + "0" * 32
-
-
-@pytest.fixture
-def twilio(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTwilio]:
-    """The app configured to send through Twilio, and Twilio played by a local fake."""
-    with FakeTwilio(slow_seconds=1.0) as fake:
-        settings = app.config["SETTINGS"]
-        for name, value in {
-            "sms_gateway": "twilio",
-            "twilio_account_sid": fake.account_sid,
-            "twilio_auth_token": fake.auth_token,
-            "twilio_messaging_service_sid": SERVICE_SID,
-            "twilio_api_base_url": fake.url,
-            "twilio_timeout_seconds": 0.5,
-            "public_base_url": "https://referrals.example.org",
-        }.items():
-            monkeypatch.setattr(settings, name, value)
-        yield fake
 
 
 def messages() -> list[Message]:
