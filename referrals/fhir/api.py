@@ -268,29 +268,32 @@ def _referral_id(task_id: uuid.UUID) -> uuid.UUID:
 
 @bp.get("/<resource_type>")
 def search(resource_type: str) -> Response:
-    """Search. Tasks for now: the polling recipients and referrers do."""
+    """Search: Tasks as the polling recipients and referrers do, and the other referral
+    resources within what the client's organisation may read. The directory is read by id."""
     from urllib.parse import urlencode
 
     from referrals.fhir import mapping
-    from referrals.fhir.search import SearchProblem, search_tasks
+    from referrals.fhir.search import SearchProblem, searchable
+    from referrals.fhir.search import search as run_search
 
     if resource_type not in SERVED:
         raise FhirError(404, "not-supported", f"We do not serve {resource_type} resources.")
-    if resource_type != "Task":
+    if resource_type not in searchable():
         raise FhirError(
             501, "not-supported", f"Searching {resource_type} is not offered yet; read by id."
         )
-    require("Task", "read")
+    require(resource_type, "read")
     params = {key: request.args.getlist(key) for key in request.args}
     try:
-        page = search_tasks(actor(), params, base_url())
+        page = run_search(actor(), resource_type, params, base_url())
     except SearchProblem as problem:
         raise FhirError(400, "invalid", str(problem), problem.parameter) from None
     kept = [(k, v) for k, values in params.items() if k != "_offset" for v in values]
-    self_url = f"{base_url()}/Task?{urlencode([*kept, ('_offset', page.offset)])}"
+    here = f"{base_url()}/{resource_type}"
+    self_url = f"{here}?{urlencode([*kept, ('_offset', page.offset)])}"
     next_url = None
     if page.offset + len(page.resources) < page.total and page.count:
-        next_url = f"{base_url()}/Task?{urlencode([*kept, ('_offset', page.offset + page.count)])}"
+        next_url = f"{here}?{urlencode([*kept, ('_offset', page.offset + page.count)])}"
     bundle = mapping.bundle_searchset(
         page.resources, page.total, self_url, next_url, included=page.included, base_url=base_url()
     )

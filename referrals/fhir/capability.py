@@ -61,6 +61,21 @@ SERVED: dict[str, tuple[str, dict[str, str]]] = {
     ),
 }
 
+# The types `GET /fhir/{type}?...` answers (referrals.fhir.search); the directory
+# (Organization, HealthcareService, Location) is read by id only, so far.
+SEARCHED = frozenset(
+    {
+        "Patient",
+        "QuestionnaireResponse",
+        "Observation",
+        "Condition",
+        "Consent",
+        "ServiceRequest",
+        "Task",
+        "Procedure",
+    }
+)
+
 
 def capability_statement(base: str) -> dict[str, Any]:
     """What we serve, and how clients authenticate."""
@@ -71,10 +86,11 @@ def capability_statement(base: str) -> dict[str, Any]:
             "supportedProfile": [profile],
             "interaction": [{"code": "read"}],
         }
-        if resource_type == "Task":  # the only type searched so far; the others are read
+        if resource_type in SEARCHED:
+            entry["interaction"].append({"code": "search-type"})
             entry["searchParam"] = [{"name": n, "type": k} for n, k in searches.items()]
         if resource_type == "Task":
-            entry["interaction"] += [{"code": "search-type"}, {"code": "update"}]
+            entry["interaction"].append({"code": "update"})
             entry["versioning"] = "versioned-update"
             entry["searchInclude"] = ["Task:focus"]
         resources.append(entry)

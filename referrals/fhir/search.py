@@ -1,23 +1,32 @@
 """Searching Tasks, the way referral recipients poll (`GET /fhir/Task?owner=...&_lastUpdated=
 gt...`): only Tasks the client's organisation sent or works, newest change last, in pages.
-Every search is audited."""
+And searching the other referral resources (Patient, ServiceRequest, Procedure, Condition,
+Observation, QuestionnaireResponse, Consent) with the organisation scoping of reads.py, as
+SQL conditions. Every search is audited."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import ColumnElement, Select, String, and_, cast, false, func, or_, select, true
+from sqlalchemy.orm import joinedload, selectinload
 
 from referrals import audit
 from referrals.auth.actor import Actor
+from referrals.auth.models import User
 from referrals.db import transaction
 from referrals.fhir import mapping
+from referrals.fhir.capability import SERVED
+from referrals.fhir.profiles import CONDITION_CATEGORY, OBSERVATION_CATEGORY, US_CORE_CATEGORY
 from referrals.loop.lifecycle import Status
 from referrals.loop.models import Referral, Task
+from referrals.patients.instruments import INSTRUMENTS
+from referrals.patients.models import Consent, Need, Patient, Screening, ScreeningObservation
+from referrals.terminology import SDOH_CATEGORIES, SDOHCC_CODES, SNOMED, SOCIAL_SERVICE_CATEGORY
 
 TASK_PARAMS = frozenset(
     {
@@ -87,6 +96,18 @@ def _instant(value: str, parameter: str) -> tuple[str, datetime, datetime]:
     return prefix, moment, moment + unit
 
 
+def _date(column: Any, value: str, parameter: str) -> ColumnElement[bool]:
+    """A date parameter with its prefix, at the precision it was given."""
+    prefix, start, end = _instant(value, parameter)
+    return {
+        "gt": column >= end,
+        "ge": column >= start,
+        "lt": column < start,
+        "le": column < end,
+        "eq": and_(column >= start, column < end),
+    }[prefix]
+
+
 def search_tasks(actor: Actor, params: Mapping[str, list[str]], base: str) -> TaskPage:
     unknown = sorted(set(params) - TASK_PARAMS)
     if unknown:
@@ -117,17 +138,7 @@ def search_tasks(actor: Actor, params: Mapping[str, list[str]], base: str) -> Ta
         if value.rsplit("|", 1)[-1] != "fulfill":
             conditions.append(Task.id.is_(None))  # all our Tasks are fulfil Tasks
     for value in params.get("_lastUpdated", []):
-        prefix, start, end = _instant(value, "_lastUpdated")
-        column = Task.updated_at
-        conditions.append(
-            {
-                "gt": column >= end,
-                "ge": column >= start,
-                "lt": column < start,
-                "le": column < end,
-                "eq": and_(column >= start, column < end),
-            }[prefix]
-        )
+        conditions.append(_date(Task.updated_at, value, "_lastUpdated"))
     includes = params.get("_include", [])
     if any(value != "Task:focus" for value in includes):
         raise SearchProblem("Only _include=Task:focus is supported.", "_include")
@@ -172,3 +183,341 @@ def _number(params: Mapping[str, list[str]], name: str, default: int, low: int, 
     if not value.isdigit():
         raise SearchProblem(f"{name}={value}: a whole number is expected.", name)
     return max(low, min(high, int(value)))
+
+
+# --- the other resource types -------------------------------------------------------------------
+#
+# The same organisation scoping as reads.py, written as SQL conditions: the clinic that holds a
+# patient finds everything about them; a recipient finds what its referrals disclose (Patient,
+# ServiceRequest, the Procedure it recorded, the Condition a referral is for, the Consent naming
+# it as recipient) and never the screening.
+
+COMMON_PARAMS = frozenset({"_count", "_offset", "_format"})
+REQUEST_STATUSES = frozenset(
+    {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
+)
+REQUEST_INTENTS = frozenset(
+    {
+        "proposal",
+        "plan",
+        "directive",
+        "order",
+        "original-order",
+        "reflex-order",
+        "filler-order",
+        "instance-order",
+        "option",
+    }
+)
+EVENT_STATUSES = frozenset(
+    {
+        "preparation",
+        "in-progress",
+        "not-done",
+        "on-hold",
+        "stopped",
+        "completed",
+        "entered-in-error",
+        "unknown",
+    }
+)
+
+
+@dataclass
+class _Plan:
+    query: Select
+    order: tuple[Any, ...]
+    options: tuple[Any, ...]
+    to_fhir: Callable[[Any], dict]
+
+
+def searchable() -> frozenset[str]:
+    """The resource types `GET /fhir/{type}?...` answers."""
+    return frozenset({"Task", *_PLANS})
+
+
+def search(
+    actor: Actor, resource_type: str, params: Mapping[str, list[str]], base: str
+) -> TaskPage:
+    """One page of the resources of this type the actor's organisation may see that match."""
+    if resource_type == "Task":
+        return search_tasks(actor, params, base)
+    allowed = frozenset(SERVED[resource_type][1]) | COMMON_PARAMS
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise SearchProblem(
+            f"Unknown search parameter {unknown[0]} for {resource_type}; we support "
+            f"{', '.join(sorted(allowed - {'_format'}))}.",
+            unknown[0],
+        )
+    plan = _PLANS[resource_type](actor, params, base)
+    count = _number(params, "_count", DEFAULT_COUNT, 0, MAX_COUNT)
+    offset = _number(params, "_offset", 0, 0, 10**9)
+    with transaction() as session:
+        total = session.scalar(select(func.count()).select_from(plan.query.subquery())) or 0
+        rows = list(
+            session.scalars(
+                plan.query.options(*plan.options).order_by(*plan.order).offset(offset).limit(count)
+            ).unique()
+        )
+        resources = [plan.to_fhir(row) for row in rows]
+        audit.record(
+            session,
+            actor,
+            "fhir.search",
+            resource_type,
+            detail={"parameters": sorted(params), "results": len(rows)},
+        )
+    return TaskPage(resources, [], total, offset, count)
+
+
+# --- parameter values ---------------------------------------------------------------------------
+
+
+def _references(value: str, parameter: str, resource_type: str) -> list[uuid.UUID]:
+    """Comma-separated references (`Type/id`, absolute, or bare ids) to one resource type."""
+    keys = []
+    for part in value.split(","):
+        segments = part.rstrip("/").split("/")
+        if len(segments) > 1 and segments[-2] != resource_type:
+            raise SearchProblem(
+                f"{parameter}={part}: a {resource_type} reference is expected.", parameter
+            )
+        keys.append(_uuid(part, parameter))
+    return keys
+
+
+def _tokens(value: str) -> list[tuple[str | None, str]]:
+    """Comma-separated tokens: (system, code) for `system|code`, (None, code) for `code`."""
+    out: list[tuple[str | None, str]] = []
+    for part in value.split(","):
+        system, bar, code = part.partition("|")
+        out.append((system, code) if bar else (None, part))
+    return out
+
+
+def _codes(value: str, parameter: str, allowed: frozenset[str], what: str) -> list[str]:
+    """The codes of a status-like token (its system, if given, is FHIR's own)."""
+    codes = [code for _, code in _tokens(value)]
+    for code in codes:
+        if code not in allowed:
+            raise SearchProblem(f"{parameter}={code} is not {what}.", parameter)
+    return codes
+
+
+def _category(
+    value: str, always: set[tuple[str, str]], domain: Callable[[str], ColumnElement[bool]]
+) -> ColumnElement[bool]:
+    """A category token: codings every resource of the type carries match all of them; an SDOH
+    domain (SDOHCC temporary codes) matches through `domain`; anything else matches none."""
+    matches: list[ColumnElement[bool]] = []
+    for system, code in _tokens(value):
+        if not code:  # `system|`: any code of the system
+            if system in {s for s, _ in always} | {SDOHCC_CODES}:
+                matches.append(true())
+        elif any(system in (None, s) and code == c for s, c in always):
+            matches.append(true())
+        elif system in (None, SDOHCC_CODES) and code in SDOH_CATEGORIES:
+            matches.append(domain(code))
+    return or_(*matches) if matches else false()
+
+
+def _ids(params: Mapping[str, list[str]], column: Any) -> list[ColumnElement[bool]]:
+    return [
+        column.in_([_uuid(v, "_id") for v in value.split(",")]) for value in params.get("_id", [])
+    ]
+
+
+def _patients(params: Mapping[str, list[str]], column: Any) -> list[ColumnElement[bool]]:
+    return [
+        column.in_(_references(value, "patient", "Patient")) for value in params.get("patient", [])
+    ]
+
+
+# --- scoping ------------------------------------------------------------------------------------
+
+
+def _shares_referral(actor: Actor) -> ColumnElement[bool]:
+    return or_(Referral.requester_org_id == actor.org_id, Referral.performer_org_id == actor.org_id)
+
+
+def _sees_patient(actor: Actor) -> ColumnElement[bool]:
+    """Patient rows the organisation holds, or shares a referral for (reads._sees_patient)."""
+    return or_(
+        Patient.organization_id == actor.org_id,
+        select(Referral.id)
+        .where(Referral.patient_id == Patient.id, _shares_referral(actor))
+        .exists(),
+    )
+
+
+# --- one plan per type --------------------------------------------------------------------------
+
+
+def _patient_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
+    conditions = [_sees_patient(actor), *_ids(params, Patient.id)]
+    return _Plan(
+        select(Patient).where(*conditions),
+        (Patient.created_at, Patient.id),
+        (),
+        lambda patient: mapping.patient_to_fhir(patient, base),
+    )
+
+
+def _service_request_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
+    conditions = [_shares_referral(actor), *_ids(params, Referral.id)]
+    conditions += _patients(params, Referral.patient_id)
+    for value in params.get("status", []):
+        statuses = _codes(value, "status", REQUEST_STATUSES, "a ServiceRequest status")
+        conditions.append(Referral.status.in_(statuses))
+    for value in params.get("intent", []):
+        intents = _codes(value, "intent", REQUEST_INTENTS, "a ServiceRequest intent")
+        conditions.append(func.coalesce(Referral.intent, "order").in_(intents))
+    for value in params.get("category", []):
+        conditions.append(
+            _category(
+                value, {(SNOMED, SOCIAL_SERVICE_CATEGORY[0])}, lambda d: Referral.category == d
+            )
+        )
+    for value in params.get("_lastUpdated", []):
+        conditions.append(_date(Referral.updated_at, value, "_lastUpdated"))
+    return _Plan(
+        select(Referral).where(*conditions),
+        (Referral.updated_at, Referral.id),
+        (
+            joinedload(Referral.requester_org),
+            joinedload(Referral.performer_org),
+            joinedload(Referral.service),
+        ),
+        lambda referral: mapping.service_request_to_fhir(referral, base),
+    )
+
+
+def _procedure_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
+    """A Procedure is what a completed Task recorded (same id as the Task)."""
+    conditions = [_shares_referral(actor), Task.output_code.is_not(None), *_ids(params, Task.id)]
+    conditions += _patients(params, Referral.patient_id)
+    for value in params.get("based-on", []):
+        conditions.append(Task.referral_id.in_(_references(value, "based-on", "ServiceRequest")))
+    for value in params.get("status", []):
+        if "completed" not in _codes(value, "status", EVENT_STATUSES, "a Procedure status"):
+            conditions.append(false())  # every Procedure we record is completed
+    return _Plan(
+        select(Task).join(Task.referral).where(*conditions),
+        (Task.updated_at, Task.id),
+        (joinedload(Task.referral),),
+        lambda task: mapping.procedure_to_fhir(task, base),
+    )
+
+
+def _condition_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
+    """The clinic's patients' needs; for a recipient, the needs its referrals are for."""
+    referred = (
+        select(Referral.id)
+        .where(
+            Referral.need_id == Need.id,
+            Referral.patient_id == Need.patient_id,
+            _shares_referral(actor),
+        )
+        .exists()
+    )
+    conditions = [or_(Patient.organization_id == actor.org_id, referred), *_ids(params, Need.id)]
+    conditions += _patients(params, Need.patient_id)
+    for value in params.get("category", []):
+        conditions.append(
+            _category(
+                value,
+                {(CONDITION_CATEGORY, "health-concern"), (US_CORE_CATEGORY, "sdoh")},
+                lambda d: Need.domain == d,
+            )
+        )
+    return _Plan(
+        select(Need).join(Patient, Patient.id == Need.patient_id).where(*conditions),
+        (Need.recorded_at, Need.position, Need.id),
+        (selectinload(Need.screening),),
+        lambda need: mapping.condition_to_fhir(need, base),
+    )
+
+
+def _observation_domain(domain: str) -> ColumnElement[bool]:
+    """Observations categorised with an SDOH domain: positive for it, or asking about it (as
+    mapping.observation_to_fhir categorises them)."""
+    asking = sorted(
+        {
+            code
+            for instrument in INSTRUMENTS.values()
+            for code in [q.code for q in instrument.questions] + [r.code for r in instrument.rules]
+            if domain in mapping._question_domains(code)
+        }
+    )
+    return or_(
+        cast(ScreeningObservation.domains, String).like(f'%"{domain}"%'),
+        ScreeningObservation.code.in_(asking),
+    )
+
+
+def _observation_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
+    """The screening's answers and results: only for the clinic that screened."""
+    conditions = [Screening.organization_id == actor.org_id, *_ids(params, ScreeningObservation.id)]
+    conditions += _patients(params, ScreeningObservation.patient_id)
+    for value in params.get("category", []):
+        conditions.append(
+            _category(
+                value,
+                {(OBSERVATION_CATEGORY, "survey"), (US_CORE_CATEGORY, "sdoh")},
+                _observation_domain,
+            )
+        )
+    return _Plan(
+        select(ScreeningObservation)
+        .join(Screening, Screening.id == ScreeningObservation.screening_id)
+        .where(*conditions),
+        (
+            ScreeningObservation.effective_at,
+            ScreeningObservation.screening_id,
+            ScreeningObservation.position,
+            ScreeningObservation.id,
+        ),
+        (),
+        lambda observation: mapping.observation_to_fhir(observation, base),
+    )
+
+
+def _questionnaire_response_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
+    """The screenings themselves: only for the clinic that screened."""
+    conditions = [Screening.organization_id == actor.org_id, *_ids(params, Screening.id)]
+    conditions += _patients(params, Screening.patient_id)
+    return _Plan(
+        select(Screening).where(*conditions),
+        (Screening.started_at, Screening.id),
+        (selectinload(Screening.patient),),
+        lambda screening: mapping.questionnaire_response_to_fhir(screening, base),
+    )
+
+
+def _consent_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
+    """The clinic's patients' consents; for a recipient, those that name it."""
+    conditions = [
+        or_(Patient.organization_id == actor.org_id, Consent.recipient_org_id == actor.org_id),
+        *_ids(params, Consent.id),
+    ]
+    return _Plan(
+        select(Consent).join(Patient, Patient.id == Consent.patient_id).where(*conditions),
+        (Consent.created_at, Consent.id),
+        (
+            selectinload(Consent.recipient),
+            selectinload(Consent.recorded_by).selectinload(User.memberships),
+        ),
+        lambda consent: mapping.consent_to_fhir(consent, base),
+    )
+
+
+_PLANS: dict[str, Callable[[Actor, Mapping[str, list[str]], str], _Plan]] = {
+    "Patient": _patient_plan,
+    "ServiceRequest": _service_request_plan,
+    "Procedure": _procedure_plan,
+    "Condition": _condition_plan,
+    "Observation": _observation_plan,
+    "QuestionnaireResponse": _questionnaire_response_plan,
+    "Consent": _consent_plan,
+}
