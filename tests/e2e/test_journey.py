@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 
 from referrals.db import db
 from referrals.jobs import run_due_jobs
+from referrals.patients.screening import complete_screening, save_answers, start_screening
 from referrals.terminology import california_today
 from tests.helpers import PASSWORD, World, make_patient, send, years_ago
 
@@ -176,6 +177,8 @@ PAGES = {
         ("/patients/{patient}/referrals/new", "New referral for Maya Lopez"),
         ("/referrals/{referral}", "Referral for Maya Lopez"),
         ("/referrals", "My referrals"),
+        ("/screenings/{screening}", "Evaluación"),  # the form, saving each answer
+        ("/screenings/{finished}", "Hunger Vital Sign"),  # needs, suggestions, signature pad
     ],
     "food": [("/inbox", "Inbox"), ("/referrals/{referral}", "Referral for Maya Lopez")],
     "admin": [
@@ -190,14 +193,26 @@ def test_pages_log_no_browser_errors(new_page, world: World, browser_problems) -
     """No script error, htmx error or Content-Security-Policy violation on the main pages."""
     patient = make_patient(world)
     referral = send(world, patient)
+    clinician = world.actor("clinician")
+    respondent = {"respondent": f"guardian:{patient.guardians[0].id}"}
+    screening = start_screening(clinician, patient.id, respondent)
+    finished = start_screening(clinician, patient.id, {**respondent, "instrument": "hvs"})
+    save_answers(clinician, finished.id, {"q-88122-7": "LA28397-0", "q-88123-5": "LA28398-8"})
+    complete_screening(clinician, finished.id, {})
     db.session.remove()
+    ids = dict(
+        patient=patient.id, referral=referral.id, screening=screening.id, finished=finished.id
+    )
     for who, pages in PAGES.items():
         page = new_page()
         sign_in(page, world, who)
         for path, heading in pages:
-            page.goto(path.format(patient=patient.id, referral=referral.id))
+            page.goto(path.format(**ids))
             expect(page.get_by_role("heading", level=1)).to_contain_text(heading)
             page.wait_for_load_state("load")  # deferred scripts (htmx, app.js) have run
             assert page.evaluate("typeof window.htmx") == "object", path
+            if path == "/screenings/{screening}":  # an answer saved by htmx, no error
+                page.get_by_role("radio", name="Con frecuencia es cierto").first.check()
+                expect(page.locator("#progress")).to_contain_text("1 de 10")
     assert browser_problems.page_errors == []
     assert browser_problems.console_errors == []
