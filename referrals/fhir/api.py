@@ -204,7 +204,7 @@ def update_task(task_id: str) -> Response:
     """A partner moves a Task: the same lifecycle, permissions, audit and family notices as
     the pages. `If-Match: W/"<version>"` (or meta.versionId) must be the current version."""
     from referrals.errors import Conflict
-    from referrals.fhir import reads, tasks
+    from referrals.fhir import procedures, reads, tasks
     from referrals.loop import service as loop
 
     require("Task", "write")
@@ -225,7 +225,7 @@ def update_task(task_id: str) -> Response:
             f"Task/{task_id} is at version {version}, not {wanted}: read it again, then update.",
         )
     try:
-        form = tasks.update_form(incoming, current)
+        form = tasks.update_form(incoming, current, procedures.procedure_code_for(key))
     except tasks.FhirProblem as problem:
         raise FhirError(
             problem.status, problem.code, problem.diagnostics, problem.expression
@@ -298,3 +298,27 @@ def search(resource_type: str) -> Response:
         page.resources, page.total, self_url, next_url, included=page.included, base_url=base_url()
     )
     return fhir_response(bundle)
+
+
+# --- Procedure create ---------------------------------------------------------------------------
+
+
+@bp.post("/Procedure")
+def create_procedure() -> Response:
+    """A recipient records what it did for one of its referrals (SDOHCC-Procedure, basedOn the
+    ServiceRequest), kept as the Task's outcome without moving the Task: 201 with a Location,
+    or 200 with the same Procedure for a retry."""
+    from referrals.fhir import procedures
+    from referrals.fhir.tasks import FhirProblem
+
+    require("Procedure", "write")
+    incoming = _body("Procedure")  # an id sent is ignored, as FHIR create says: ours is the Task's
+    try:
+        form = procedures.procedure_form(incoming, base_url())
+    except FhirProblem as problem:
+        raise FhirError(
+            problem.status, problem.code, problem.diagnostics, problem.expression
+        ) from None
+    resource, created = procedures.record_procedure(actor(), form, base_url())
+    location = f"{base_url()}/Procedure/{resource['id']}"
+    return fhir_response(resource, 201 if created else 200, {"Location": location})

@@ -93,6 +93,8 @@ def capability_statement(base: str) -> dict[str, Any]:
             entry["interaction"].append({"code": "update"})
             entry["versioning"] = "versioned-update"
             entry["searchInclude"] = ["Task:focus"]
+        if resource_type == "Procedure":
+            entry["interaction"].append({"code": "create"})
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",

@@ -9,6 +9,7 @@ Partners may send `received`: it means `requested`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,8 +56,13 @@ def _reference_id(value: Any) -> str | None:
     return value["reference"].rstrip("/").rsplit("/", 1)[-1]
 
 
-def update_form(incoming: dict[str, Any], current: dict[str, Any]) -> dict[str, str]:
-    """The change_referral form for an incoming Task, given the current Task as we serve it."""
+def update_form(
+    incoming: dict[str, Any],
+    current: dict[str, Any],
+    procedure_code: Callable[[str], str | None] | None = None,
+) -> dict[str, str]:
+    """The change_referral form for an incoming Task, given the current Task as we serve it.
+    `procedure_code` resolves an output's reference to a recorded Procedure to its code."""
     for element in ("focus", "for", "owner"):
         if element in incoming and _reference_id(incoming[element]) != _reference_id(
             current.get(element)
@@ -73,6 +79,7 @@ def update_form(incoming: dict[str, Any], current: dict[str, Any]) -> dict[str, 
     version = current["meta"]["versionId"]
     notes = [n.get("text", "") for n in incoming.get("note") or [] if isinstance(n, dict)]
     known_notes = {n.get("text", "") for n in current.get("note") or []}
+    known_note = "\n".join(n.get("text", "") for n in current.get("note") or [])
     note = "\n".join(n for n in notes if n and n not in known_notes)[:2000]
     business = _codes(incoming.get("businessStatus"), BUSINESS_STATUS_SYSTEM)
     if status == current["status"]:
@@ -110,16 +117,18 @@ def update_form(incoming: dict[str, Any], current: dict[str, Any]) -> dict[str, 
                 "Task.statusReason",
             )
     if action is Action.COMPLETE:
-        output = _resulting_activity(incoming)
+        output = _resulting_activity(incoming, procedure_code)
         if output is None:
             raise FhirProblem(
                 422,
                 "required",
                 "Completing a Task needs an output of type resulting-activity: the SNOMED CT "
-                "code of what was provided.",
+                "code of what was provided, or a reference to the Procedure recorded for it.",
                 "Task.output",
             )
         form["output_code"] = output
+        if current.get("output"):  # a Procedure was recorded: keep its note (our Task.note)
+            form["outcome_note"] = known_note[:2000]
     return form
 
 
@@ -128,7 +137,12 @@ def _first(concept: Any) -> str | None:
     return codes[0] if codes else None
 
 
-def _resulting_activity(incoming: dict[str, Any]) -> str | None:
+def _resulting_activity(
+    incoming: dict[str, Any], procedure_code: Callable[[str], str | None] | None = None
+) -> str | None:
+    """The SNOMED CT code of what was provided: an output of type resulting-activity with a
+    valueCodeableConcept, or a valueReference to a recorded Procedure (as the IG's examples
+    do), resolved by `procedure_code` (reference in, recorded code or None out)."""
     for output in incoming.get("output") or []:
         if not isinstance(output, dict):
             continue
@@ -139,4 +153,12 @@ def _resulting_activity(incoming: dict[str, Any]) -> str | None:
         codes = _codes(concept, "http://snomed.info/sct")
         if codes:
             return codes[0]
+        reference = (output.get("valueReference") or {}).get("reference")
+        if (
+            procedure_code is not None
+            and isinstance(reference, str)
+            and "Procedure/" in reference
+            and (code := procedure_code(reference))
+        ):
+            return code
     return None
