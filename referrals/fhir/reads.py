@@ -22,7 +22,7 @@ from referrals.auth.models import Organization
 from referrals.db import transaction
 from referrals.directory.models import Location, Service
 from referrals.errors import NotFound
-from referrals.fhir import mapping
+from referrals.fhir import disclosure, mapping
 from referrals.loop.models import Referral, Task
 from referrals.patients.models import Consent, Need, Patient, Screening, ScreeningObservation
 
@@ -83,7 +83,9 @@ def _read(
         patient = session.get(Patient, key)
         if patient is None or not _sees_patient(session, actor, patient):
             return None, None
-        return mapping.patient_to_fhir(patient, base), patient.id
+        resource = mapping.patient_to_fhir(patient, base)
+        shared = _referrals_of(session, actor, patient.id)
+        return disclosure.patient_for(resource, patient, actor.org_id, shared), patient.id
     if resource_type in {"ServiceRequest", "Task", "Procedure"}:
         return _read_referral_part(session, actor, resource_type, key, base)
     if resource_type == "Consent":
@@ -133,7 +135,8 @@ def _read_referral_part(
     if referral is None or not _sees_referral(actor, referral):
         return None, None
     if resource_type == "ServiceRequest":
-        return mapping.service_request_to_fhir(referral, base), referral.patient_id
+        resource = mapping.service_request_to_fhir(referral, base)
+        return disclosure.service_request_for(resource, referral, actor.org_id), referral.patient_id
     if resource_type == "Task":
         return mapping.task_to_fhir(referral.task, base), referral.patient_id
     if referral.task.output_code is None:

@@ -18,8 +18,8 @@ from sqlalchemy.orm import joinedload, selectinload
 from referrals import audit
 from referrals.auth.actor import Actor
 from referrals.auth.models import User
-from referrals.db import transaction
-from referrals.fhir import mapping
+from referrals.db import db, transaction
+from referrals.fhir import disclosure, mapping
 from referrals.fhir.capability import SERVED
 from referrals.fhir.profiles import CONDITION_CATEGORY, OBSERVATION_CATEGORY, US_CORE_CATEGORY
 from referrals.loop.lifecycle import Status
@@ -161,7 +161,14 @@ def search_tasks(actor: Actor, params: Mapping[str, list[str]], base: str) -> Ta
         )
         resources = [mapping.task_to_fhir(task, base) for task in tasks]
         included = (
-            [mapping.service_request_to_fhir(task.referral, base) for task in tasks]
+            [
+                disclosure.service_request_for(
+                    mapping.service_request_to_fhir(task.referral, base),
+                    task.referral,
+                    actor.org_id,
+                )
+                for task in tasks
+            ]
             if includes
             else []
         )
@@ -229,6 +236,8 @@ class _Plan:
     order: tuple[Any, ...]
     options: tuple[Any, ...]
     to_fhir: Callable[[Any], dict]
+    # Loads, in one query for the whole page, what to_fhir needs beyond the rows.
+    prepare: Callable[[list[Any]], None] | None = None
 
 
 def searchable() -> frozenset[str]:
@@ -260,6 +269,8 @@ def search(
                 plan.query.options(*plan.options).order_by(*plan.order).offset(offset).limit(count)
             ).unique()
         )
+        if plan.prepare is not None:
+            plan.prepare(rows)
         resources = [plan.to_fhir(row) for row in rows]
         audit.record(
             session,
@@ -351,16 +362,50 @@ def _sees_patient(actor: Actor) -> ColumnElement[bool]:
     )
 
 
+def _shared_referrals(actor: Actor) -> tuple[Callable[[list[Any]], None], dict]:
+    """A page's patients -> the referrals between them and the actor's organisation (what decides
+    what it may see of them), loaded in one query."""
+    found: dict[uuid.UUID, list[Referral]] = {}
+
+    def prepare(patients: list[Any]) -> None:
+        ids = [patient.id for patient in patients]
+        if not ids:
+            return
+        for referral in (
+            db.session()
+            .scalars(
+                select(Referral).where(
+                    Referral.patient_id.in_(ids),
+                    or_(
+                        Referral.requester_org_id == actor.org_id,
+                        Referral.performer_org_id == actor.org_id,
+                    ),
+                )
+            )
+            .unique()
+        ):
+            found.setdefault(referral.patient_id, []).append(referral)
+
+    return prepare, found
+
+
 # --- one plan per type --------------------------------------------------------------------------
 
 
 def _patient_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
     conditions = [_sees_patient(actor), *_ids(params, Patient.id)]
+    prepare, shared = _shared_referrals(actor)
     return _Plan(
         select(Patient).where(*conditions),
         (Patient.created_at, Patient.id),
         (),
-        lambda patient: mapping.patient_to_fhir(patient, base),
+        lambda patient: disclosure.patient_for(
+            mapping.patient_to_fhir(patient, base),
+            patient,
+            actor.org_id,
+            shared.get(patient.id, []),
+        ),
+        prepare,
     )
 
 
@@ -389,7 +434,9 @@ def _service_request_plan(actor: Actor, params: Mapping[str, list[str]], base: s
             joinedload(Referral.performer_org),
             joinedload(Referral.service),
         ),
-        lambda referral: mapping.service_request_to_fhir(referral, base),
+        lambda referral: disclosure.service_request_for(
+            mapping.service_request_to_fhir(referral, base), referral, actor.org_id
+        ),
     )
 
 
