@@ -234,7 +234,7 @@ def update_task(task_id: str) -> Response:
     from referrals.loop.lifecycle import Refusal
 
     try:
-        loop.change_referral(actor(), _referral_id(key), form)
+        loop.change_referral(actor(), _referral_id(current), form)
     except Refusal as refusal:
         raise FhirError(422, "business-rule", str(refusal), "Task.status") from None
     except InvalidInput as err:
@@ -253,14 +253,9 @@ def _if_match() -> str | None:
     return value.strip().removeprefix("W/").strip('"')
 
 
-def _referral_id(task_id: uuid.UUID) -> uuid.UUID:
-    from referrals.db import db
-    from referrals.loop.models import Task
-
-    task = db.session().get(Task, task_id)
-    if task is None:
-        raise FhirError(404, "not-found", f"Task/{task_id} does not exist.")
-    return task.referral_id
+def _referral_id(task: dict[str, Any]) -> uuid.UUID:
+    """The referral (ServiceRequest) a Task we serve is about: its focus."""
+    return uuid.UUID(task["focus"]["reference"].rsplit("/", 1)[-1])
 
 
 # --- search -------------------------------------------------------------------------------------

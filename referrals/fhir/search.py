@@ -374,7 +374,9 @@ def _shared_referrals(actor: Actor) -> tuple[Callable[[list[Any]], None], dict]:
         for referral in (
             db.session()
             .scalars(
-                select(Referral).where(
+                select(Referral)
+                .options(selectinload(Referral.consent))
+                .where(
                     Referral.patient_id.in_(ids),
                     or_(
                         Referral.requester_org_id == actor.org_id,

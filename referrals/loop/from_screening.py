@@ -81,7 +81,6 @@ class Suggestions:
     need: Need
     results: list[SearchResult]
     other_languages: list[SearchResult]
-    message: str | None
 
 
 def suggest_services(patient: Patient, screening: Screening) -> list[Suggestions]:
@@ -113,7 +112,7 @@ def suggest_services(patient: Patient, screening: Screening) -> list[Suggestions
             )
         results = [r for r in outcome.page.results if r.service.accepts_electronic_referrals]
         others = [r for r in outcome.other_languages if r.service.accepts_electronic_referrals]
-        found.append(Suggestions(need, results, others[: max(0, SUGGESTIONS - len(results))], None))
+        found.append(Suggestions(need, results, others[: max(0, SUGGESTIONS - len(results))]))
     return found
 
 

@@ -34,7 +34,6 @@ from referrals.patients.scoring import (
 from referrals.terminology import (
     CALIFORNIA,
     GUARDIAN_RELATIONSHIPS,
-    SDOH_CATEGORIES,
     california_today,
 )
 
@@ -521,15 +520,6 @@ def open_referral_exists(session: Session, need: Need, service_id: uuid.UUID | N
     return session.scalar(query.limit(1)) is not None
 
 
-def decide_needs(actor: Actor, screening_id: uuid.UUID, form: Mapping[str, object]) -> Screening:
-    """Record the clinician's decisions on a finished screening's needs, without referring."""
-    _require_clinic(actor)
-    with transaction() as session:
-        screening = load_screening(session, actor, screening_id, "need.decide")
-        apply_decisions(session, actor, screening, parse_decisions(screening, form))
-    return screening
-
-
 def open_screening(actor: Actor, screening_id: uuid.UUID) -> Screening:
     """A screening with its answers, observations and needs, for the patient's clinic."""
     _require_clinic(actor)
@@ -559,7 +549,3 @@ def patient_screenings(actor: Actor, patient: Patient) -> list[Screening]:
                 .order_by(Screening.started_at.desc())
             )
         )
-
-
-def need_label(domain: str) -> str:
-    return need_codes(domain).display if domain in SDOH_CATEGORIES else domain

@@ -8,7 +8,6 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.task import Task
 
-from referrals.fhir.oauth import token_endpoint_url
 from tests.fhir.test_oauth import assertion, register, token_form
 from tests.helpers import World, make_patient, move, send
 
@@ -101,8 +100,12 @@ def test_the_recipient_never_reads_the_screening(app, world: World) -> None:
 
 def test_unknown_types_and_ids_are_404(app, world: World) -> None:
     bearer = token(app, world, "food")
-    assert get(app, "/fhir/Spaceship/1", bearer).status_code == 404
-    assert get(app, "/fhir/Task/not-a-uuid", bearer).status_code == 404
+    unknown_type = get(app, "/fhir/Spaceship/1", bearer)
+    assert unknown_type.status_code == 404
+    assert outcome(unknown_type).issue[0].diagnostics == "We do not serve Spaceship resources."
+    bad_id = get(app, "/fhir/Task/not-a-uuid", bearer)
+    assert bad_id.status_code == 404
+    assert outcome(bad_id).issue[0].diagnostics == "Task/not-a-uuid does not exist."
 
 
 def test_a_scope_that_does_not_cover_the_type_is_403(app, world: World) -> None:
@@ -115,8 +118,3 @@ def test_a_scope_that_does_not_cover_the_type_is_403(app, world: World) -> None:
     refused = get(app, f"/fhir/Task/{referral.task.id}", bearer)
     assert refused.status_code == 403
     assert "scopes do not allow read of Task" in outcome(refused).issue[0].diagnostics
-
-
-def test_token_url_is_under_the_public_base(app) -> None:
-    with app.app_context():
-        assert token_endpoint_url().endswith("/oauth/token")

@@ -31,7 +31,6 @@ from referrals.loop.models import Referral
 from referrals.patients.models import Consent, Screening
 from referrals.patients.screening import (
     complete_screening,
-    decide_needs,
     save_answers,
     start_screening,
 )
@@ -260,7 +259,7 @@ def test_conditions_follow_the_clinicians_decision(world: World) -> None:
     positive_food = {o.id for o in screening.observations if o.code in {"88122-7", "88123-5"}}
     assert {f"{BASE}/Observation/{key}" for key in positive_food} <= evidence
 
-    decide_needs(
+    refer_for_needs(
         world.actor("clinician"),
         screening.id,
         {f"need-{food.id}": "confirmed", f"need-{housing.id}": "dismissed"},

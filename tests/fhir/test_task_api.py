@@ -14,7 +14,6 @@ from referrals.db import db
 from referrals.jobs import Job
 from referrals.loop.models import ReferralEvent
 from tests.fhir.test_api import get, outcome, token
-from tests.fhir.test_oauth import assertion, register, token_form
 from tests.helpers import World, make_patient, send
 
 FHIR_JSON = "application/fhir+json"
@@ -189,6 +188,8 @@ def test_a_read_only_token_cannot_update(app, world: World) -> None:
     task = current(app, referral.task.id, bearer)
     response = put(app, f"/fhir/Task/{referral.task.id}", moved(task, "accepted"), bearer)
     assert response.status_code == 403
+    assert "do not allow write of Task" in outcome(response).issue[0].diagnostics
+    assert current(app, referral.task.id, bearer)["status"] == "requested"
 
 
 def test_another_organisation_cannot_update(app, world: World) -> None:
@@ -201,6 +202,8 @@ def test_another_organisation_cannot_update(app, world: World) -> None:
         token(app, world, "housing", WRITE),
     )
     assert response.status_code == 404
+    assert "does not exist" in outcome(response).issue[0].diagnostics
+    assert current(app, referral.task.id, token(app, world, "food"))["status"] == "requested"
 
 
 def test_a_body_over_the_limit_is_413(app, world: World) -> None:
@@ -209,8 +212,4 @@ def test_a_body_over_the_limit_is_413(app, world: World) -> None:
     huge = json.dumps({"resourceType": "Task", "note": [{"text": "x" * (1024 * 1024)}]})
     response = put(app, f"/fhir/Task/{referral.task.id}", huge, bearer)
     assert response.status_code == 413
-
-
-def test_register_helper_is_shared(world) -> None:
-    client = register(world, "food", scopes=["system/*.read"])
-    assert token_form(assertion(client.client_id))["grant_type"] == "client_credentials"
+    assert outcome(response).issue[0].diagnostics == "The body is over 1024 KiB."

@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 from referrals.audit import AuditEvent
 from referrals.db import db
 from referrals.errors import Conflict, InvalidInput, NotFound
+from referrals.loop.from_screening import refer_for_needs
 from referrals.patients.instruments import AHC_HRSN, PRAPARE
 from referrals.patients.models import Need, Screening, ScreeningObservation
 from referrals.patients.screening import (
     complete_screening,
-    decide_needs,
     save_answers,
     start_screening,
 )
@@ -352,7 +352,7 @@ class TestDecideNeeds:
             by_domain["housing-instability"],
             by_domain["transportation-insecurity"],
         )
-        decide_needs(
+        refer_for_needs(
             world.actor("clinician"),
             screening_id,
             {
@@ -388,7 +388,7 @@ class TestDecideNeeds:
     def test_needs_not_mentioned_stay_unconfirmed(self, world: World) -> None:
         screening_id, by_domain = self.three_needs(world)
         food = by_domain["food-insecurity"]
-        decide_needs(
+        refer_for_needs(
             world.actor("clinician"),
             screening_id,
             {f"need-{food.id}": "confirmed", f"need-{by_domain['housing-instability'].id}": ""},
@@ -409,7 +409,7 @@ class TestDecideNeeds:
             {f"need-{food.id}": "help-now", f"need-{uuid.uuid4()}": "confirmed"},
         ):
             with pytest.raises(InvalidInput):
-                decide_needs(world.actor("clinician"), screening_id, form)
+                refer_for_needs(world.actor("clinician"), screening_id, form)
         db.session.remove()
         assert {n.verification for n in needs(screening_id)} == {"unconfirmed"}
 
@@ -418,20 +418,20 @@ class TestDecideNeeds:
         other_id, _ = self.three_needs(world, name="Luis")
         other_need = needs(other_id)[0]
         with pytest.raises(InvalidInput):
-            decide_needs(
+            refer_for_needs(
                 world.actor("clinician"), screening_id, {f"need-{other_need.id}": "confirmed"}
             )
 
     def test_deciding_needs_an_unfinished_screening(self, world: World) -> None:
         screening = start(world, make_patient(world))
         with pytest.raises(InvalidInput, match="Finish the screening"):
-            decide_needs(world.actor("clinician"), screening.id, {})
+            refer_for_needs(world.actor("clinician"), screening.id, {})
 
     def test_another_clinic_cannot_decide(self, world: World) -> None:
         screening_id, by_domain = self.three_needs(world)
         food = by_domain["food-insecurity"]
         with pytest.raises(NotFound):
-            decide_needs(
+            refer_for_needs(
                 world.actor("other_clinician"), screening_id, {f"need-{food.id}": "dismissed"}
             )
 
