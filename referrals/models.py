@@ -22,6 +22,7 @@ from referrals.directory.models import (
 )
 from referrals.directory.search import SearchHours, SearchRow  # noqa: F401 (search tables)
 from referrals.fhir.oauth import ApiClient, ApiToken, UsedAssertion
+from referrals.identifiers import PartnerIdentifier
 from referrals.jobs import Job
 from referrals.loop.models import Referral, ReferralEvent, Task
 from referrals.notify.models import InboundMessage, Message, SmsNumber, SmsSender
@@ -53,6 +54,7 @@ __all__ = [
     "Message",
     "Need",
     "Organization",
+    "PartnerIdentifier",
     "Patient",
     "Phone",
     "Program",

@@ -216,6 +216,24 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
         school=401,
         admin=401,
     ),
+    ("POST", "/fhir"): dict(
+        anonymous=401,
+        clinician=401,
+        other_clinician=401,
+        food=401,
+        food_admin=401,
+        school=401,
+        admin=401,
+    ),
+    ("POST", "/fhir/"): dict(
+        anonymous=401,
+        clinician=401,
+        other_clinician=401,
+        food=401,
+        food_admin=401,
+        school=401,
+        admin=401,
+    ),
     # The public HSDS API: the same for everyone, signed in or not (no taxonomy exists).
     ("GET", "/hsds/"): dict(
         anonymous=200,

@@ -99,25 +99,36 @@ def metadata() -> Response:
 # --- authentication -----------------------------------------------------------------------------
 
 
-def require(resource_type: str, access: str) -> None:
-    """A valid bearer token whose scopes allow this access to this resource type."""
+def authenticate() -> None:
+    """A valid bearer token: its client acts for the request."""
     from referrals.fhir import oauth
 
     try:
-        client = oauth.authenticate_bearer(
+        g.fhir_actor = oauth.authenticate_bearer(
             request.headers.get("Authorization"), ip=request.remote_addr
         )
     except oauth.InvalidToken as err:
         raise FhirError(err.status_code, "login", str(err) or "A bearer token is needed.") from None
-    if not client.allows(resource_type, access):
-        raise FhirError(
-            403, "forbidden", f"The token's scopes do not allow {access} of {resource_type}."
-        )
-    g.fhir_actor = client
+
+
+def require(resource_type: str, access: str) -> None:
+    """A valid bearer token whose scopes allow this access to this resource type."""
+    authenticate()
+    _require_each({resource_type}, access)
 
 
 def actor():
     return g.fhir_actor
+
+
+def _require_each(resource_types: set[str], access: str) -> None:
+    """The token allows this access to every one of these types (a transaction's)."""
+    for resource_type in sorted(resource_types):
+        if not actor().allows(resource_type, access):
+            what = {"c": "create"}.get(access, access)
+            raise FhirError(
+                403, "forbidden", f"The token's scopes do not allow {what} of {resource_type}."
+            )
 
 
 # --- reads -----------------------------------------------------------------------------------
@@ -317,3 +328,97 @@ def create_procedure() -> Response:
     resource, created = procedures.record_procedure(actor(), form, base_url())
     location = f"{base_url()}/Procedure/{resource['id']}"
     return fhir_response(resource, 201 if created else 200, {"Location": location})
+
+
+# --- referrals sent as a transaction ------------------------------------------------------------
+
+# What a referral's field problems are about, as FHIRPath in the Bundle's resources.
+FIELD_PATHS = {
+    "given_name": "Patient.name.given",
+    "family_name": "Patient.name.family",
+    "birth_date": "Patient.birthDate",
+    "gender": "Patient.gender",
+    "phone": "Patient.telecom",
+    "language": "Patient.communication.language",
+    "zip_code": "Patient.address.postalCode",
+    "mrn": "Patient.identifier",
+    "guardian_name": "Patient.contact.name",
+    "guardian_phone": "Patient.contact.telecom",
+    "guardian_relationship": "Patient.contact.relationship",
+    "patient": "ServiceRequest.subject",
+    "service_id": "ServiceRequest.performer",
+    "owner": "Task.owner",
+    "category": "ServiceRequest.category",
+    "priority": "ServiceRequest.priority",
+    "note": "ServiceRequest.note",
+    "need": "Condition",
+    "consent": "Consent",
+    "consent_given_by": "Consent.performer",
+    "consent_given_by_name": "Consent.performer.display",
+    "consent_method": "Consent.sourceAttachment",
+    "consent_date": "Consent.dateTime",
+}
+
+
+@bp.post("")
+@bp.post("/")
+def transaction() -> Response:
+    """A referral sent as a transaction Bundle: written whole by the same services as the
+    referral form, or refused whole. Creates whose identifiers the client's organisation sent
+    before answer `200 OK` with what the first request made, so a retry never duplicates."""
+    from referrals.errors import InvalidInput
+    from referrals.fhir import reads
+    from referrals.fhir.tasks import FhirProblem
+    from referrals.fhir.transactions import parse_transaction
+    from referrals.loop.intake import receive_referral
+
+    authenticate()
+    body = _body("Bundle")
+    try:
+        parsed = parse_transaction(body, base_url())
+    except FhirProblem as problem:
+        raise FhirError(
+            problem.status, problem.code, problem.diagnostics, problem.expression
+        ) from None
+    _require_each(parsed.types, "c")
+    try:
+        received = receive_referral(actor(), parsed.incoming)
+    except InvalidInput as err:
+        field, messages = next(iter(err.fields.items()), ("", [err.message]))
+        path = FIELD_PATHS.get(field)
+        detail = " ".join(messages)
+        if err.message.rstrip(".?") not in detail:
+            detail = f"{err.message} {detail}"
+        raise FhirError(422, "processing", f"{path}: {detail}" if path else detail, path) from None
+    records = {
+        "Patient": received.patient.id,
+        "Condition": received.need.id if received.need else None,
+        "Consent": received.consent.id if received.consent else None,
+        "ServiceRequest": received.referral.id,
+        "Task": received.referral.task.id,
+    }
+    versions = {"Task": received.referral.task.version}
+    full = "return=representation" in (request.headers.get("Prefer") or "")
+    entries = []
+    for entry in parsed.entries:
+        key = records[entry.resource_type]
+        version = versions.get(entry.resource_type)
+        location = f"{entry.resource_type}/{key}" + (f"/_history/{version}" if version else "")
+        answer: dict[str, Any] = {
+            "status": "201 Created" if entry.resource_type in received.created else "200 OK",
+            "location": location,
+        }
+        if version:
+            answer["etag"] = f'W/"{version}"'
+        out: dict[str, Any] = {"fullUrl": f"{base_url()}/{entry.resource_type}/{key}"}
+        if full:
+            out["resource"] = reads.read(actor(), entry.resource_type, key, base_url())
+        out["response"] = answer
+        entries.append(out)
+    bundle = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "transaction-response",
+        "entry": entries,
+    }
+    return fhir_response(bundle)

@@ -134,6 +134,15 @@ def _phone(number: str | None, use: str | None = None) -> list[Json]:
     return [out]
 
 
+def _identifiers(record: Any) -> list[Json]:
+    """The identifiers a partner's system gave this record when it sent it, so it finds its
+    own records in what we serve."""
+    return [
+        {"system": known.system, "value": known.value}
+        for known in getattr(record, "identifiers", None) or []
+    ]
+
+
 def _drop_empty(resource: Json) -> Json:
     return {k: v for k, v in resource.items() if v not in (None, "", [], {})}
 
@@ -161,6 +170,7 @@ def patient_to_fhir(patient: Any, base_url: str) -> Json:
             }
         )
     identifiers.append({"system": f"{base_url.rstrip('/')}/sid/patient", "value": str(patient.id)})
+    identifiers.extend(_identifiers(patient))
     contacts = []
     for guardian in patient.guardians:
         role = GUARDIAN_ROLE_CODES.get(guardian.relationship_code)
@@ -648,6 +658,7 @@ def condition_to_fhir(need: Any, base_url: str) -> Json:
     resource.update(
         _drop_empty(
             {
+                "identifier": _identifiers(need),
                 "clinicalStatus": concept(coding(p.CONDITION_CLINICAL, need.clinical_status)),
                 "verificationStatus": concept(coding(p.CONDITION_VERIFICATION, need.verification)),
                 "category": [
@@ -680,11 +691,9 @@ def _signature_attachment(consent: Any) -> Json:
 
 def consent_to_fhir(consent: Any, base_url: str, organization_id: uuid.UUID | None = None) -> Json:
     """SDOHCC-Consent: permission to disclose to one (non-HIPAA) recipient. The clinic that
-    recorded it is the custodian (`organization`; pass it, or it is the recorder's first
-    membership); the form (or the on-screen signature) is the source."""
-    clinic = organization_id
-    if clinic is None and consent.recorded_by is not None and consent.recorded_by.memberships:
-        clinic = consent.recorded_by.memberships[0].organization_id
+    holds the patient's record recorded it and is its custodian (`organization`); the form
+    (or the on-screen signature) is the source."""
+    clinic = organization_id or consent.patient.organization_id
     performer = (
         reference(base_url, "Patient", consent.patient_id, consent.granted_by_name)
         if consent.granted_by == "patient"
@@ -699,6 +708,7 @@ def consent_to_fhir(consent: Any, base_url: str, organization_id: uuid.UUID | No
     resource.update(
         _drop_empty(
             {
+                "identifier": _identifiers(consent),
                 "status": "active" if consent.status == "active" else "inactive",
                 "scope": concept(coding(p.CONSENT_SCOPE, "patient-privacy", "Privacy Consent")),
                 "category": [
@@ -757,6 +767,7 @@ def service_request_to_fhir(referral: Any, base_url: str) -> Json:
     resource.update(
         _drop_empty(
             {
+                "identifier": _identifiers(referral),
                 "status": referral.status,
                 "intent": referral.intent or "order",
                 "category": [
@@ -852,6 +863,7 @@ def task_to_fhir(task: Any, base_url: str) -> Json:
     resource.update(
         _drop_empty(
             {
+                "identifier": _identifiers(task),
                 "status": task.status,
                 "statusReason": status_reason,
                 "businessStatus": business,

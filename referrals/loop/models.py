@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from referrals.auth.models import Organization, User
 from referrals.db import Base, utcnow
 from referrals.directory.models import Service
+from referrals.identifiers import PartnerIdentifier, identifier_relationship
 from referrals.patients.models import Consent, Need, Patient
 
 
@@ -25,7 +26,10 @@ class Referral(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"), index=True)
     requester_org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
-    requester_user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    # The clinician who sent it from our pages; None when a partner's system sent it over the
+    # API, which names the person in `requester_name` instead (ServiceRequest.requester).
+    requester_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    requester_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
     performer_org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
     service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("services.id"))
     consent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("consents.id"))
@@ -52,12 +56,22 @@ class Referral(Base):
 
     patient: Mapped[Patient] = relationship(lazy="joined")
     requester_org: Mapped[Organization] = relationship(foreign_keys=[requester_org_id])
-    requester_user: Mapped[User] = relationship()
+    requester_user: Mapped[User | None] = relationship()
     performer_org: Mapped[Organization] = relationship(foreign_keys=[performer_org_id])
     service: Mapped[Service] = relationship()
     consent: Mapped[Consent | None] = relationship()
     need: Mapped[Need | None] = relationship()
     task: Mapped[Task] = relationship(back_populates="referral", uselist=False, lazy="joined")
+    identifiers: Mapped[list[PartnerIdentifier]] = identifier_relationship(
+        "Referral", "ServiceRequest"
+    )
+
+    @property
+    def referred_by(self) -> str:
+        """Who sent it: the clinician, or the person the sending system named."""
+        if self.requester_user is not None:
+            return self.requester_user.name
+        return self.requester_name or "sent by their system"
 
 
 class Task(Base):
@@ -91,6 +105,7 @@ class Task(Base):
 
     referral: Mapped[Referral] = relationship(back_populates="task")
     owner_org: Mapped[Organization] = relationship(foreign_keys=[owner_org_id], lazy="joined")
+    identifiers: Mapped[list[PartnerIdentifier]] = identifier_relationship("Task", "Task")
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -112,3 +127,4 @@ class ReferralEvent(Base):
     reason_code: Mapped[str | None] = mapped_column(String(32))
     note: Mapped[str] = mapped_column(Text, default="")
     business_status: Mapped[str | None] = mapped_column(String(32))
+

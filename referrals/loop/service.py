@@ -218,6 +218,8 @@ def _new_referral(
     sms_allowed: bool = True,
     sms_phone: str | None = None,
     sms_language: str | None = None,
+    intent: str = "order",
+    requester_name: str = "",
 ) -> Referral:
     """A ServiceRequest and its requested Task, the "sent" event, its audit entry and the
     family's notice: everything one referral writes, in the caller's transaction."""
@@ -228,10 +230,12 @@ def _new_referral(
         patient_id=patient.id,
         requester_org_id=actor.org_id,
         requester_user_id=actor.user_id,
+        requester_name=requester_name[:200],
         performer_org_id=recipient.id,
         service_id=service.id,
         consent=consent,
         need_id=need.id if need else None,
+        intent=intent,
         category=category,
         code=service.service_code,
         code_display=service.service_display,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referrals.auth.models import Organization, User
 from referrals.db import Base, utcnow
+from referrals.identifiers import PartnerIdentifier, identifier_relationship
 from referrals.patients.consent_rules import age_on
 
 
@@ -36,6 +37,7 @@ class Patient(Base):
     guardians: Mapped[list[Guardian]] = relationship(
         back_populates="patient", lazy="selectin", order_by="Guardian.created_at"
     )
+    identifiers: Mapped[list[PartnerIdentifier]] = identifier_relationship("Patient", "Patient")
 
     @property
     def name(self) -> str:
@@ -73,7 +75,8 @@ class Consent(Base):
     granted_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | inactive
     note: Mapped[str] = mapped_column(Text, default="")
-    recorded_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    # Who recorded it on our pages; None when the clinic's system sent it over the API.
+    recorded_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Withdrawn: from then on nothing more is shared with the recipient, no notice is sent.
     revoked_at: Mapped[datetime | None]
@@ -94,7 +97,9 @@ class Consent(Base):
         return self.status == "active"
 
     recipient: Mapped[Organization] = relationship()
-    recorded_by: Mapped[User] = relationship(foreign_keys=[recorded_by_id])
+    recorded_by: Mapped[User | None] = relationship(foreign_keys=[recorded_by_id])
+    patient: Mapped[Patient] = relationship(lazy="joined", innerjoin=True)
+    identifiers: Mapped[list[PartnerIdentifier]] = identifier_relationship("Consent", "Consent")
 
 
 class Screening(Base):
@@ -125,7 +130,8 @@ class Screening(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
-    recorded_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    # Who recorded it on our pages; None when the clinic's system sent it over the API.
+    recorded_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     version: Mapped[int] = mapped_column(default=1)
 
     __mapper_args__ = {"version_id_col": version}
@@ -191,6 +197,7 @@ class Need(Base):
     decided_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
 
     screening: Mapped[Screening | None] = relationship(back_populates="needs")
+    identifiers: Mapped[list[PartnerIdentifier]] = identifier_relationship("Need", "Condition")
 
     @property
     def open(self) -> bool:

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
 
 from referrals import audit
 from referrals.auth.actor import Actor
@@ -42,45 +43,53 @@ def register_patient(actor: Actor, form: Mapping[str, object]) -> Patient:
     _require_clinic(actor)
     data = load(PatientSchema(), form)
     with transaction() as session:
-        if not data["confirm_new"]:
-            existing = list(
-                session.scalars(
-                    select(Patient).where(
-                        Patient.organization_id == actor.org_id,
-                        Patient.birth_date == data["birth_date"],
-                        func.lower(Patient.given_name) == data["given_name"].lower(),
-                        func.lower(Patient.family_name) == data["family_name"].lower(),
-                    )
+        patient = add_patient(session, actor, data)
+    return patient
+
+
+def add_patient(session: Session, actor: Actor, data: dict) -> Patient:
+    """A patient from checked PatientSchema data, with its guardian, in the caller's transaction.
+    A likely duplicate (same name and birth date in the clinic) is refused unless the data
+    confirm it is not."""
+    if not data["confirm_new"]:
+        existing = list(
+            session.scalars(
+                select(Patient).where(
+                    Patient.organization_id == actor.org_id,
+                    Patient.birth_date == data["birth_date"],
+                    func.lower(Patient.given_name) == data["given_name"].lower(),
+                    func.lower(Patient.family_name) == data["family_name"].lower(),
                 )
             )
-            if existing:
-                raise LikelyDuplicate(existing)
-        patient = Patient(
-            id=uuid.uuid4(),
-            organization_id=actor.org_id,
-            mrn=data["mrn"],
-            given_name=data["given_name"],
-            family_name=data["family_name"],
-            birth_date=data["birth_date"],
-            gender=data["gender"],
-            phone=data["phone"],
-            language=data["language"],
-            zip_code=data["zip_code"],
-            created_by_id=actor.user_id,
         )
-        session.add(patient)
-        if data["guardian_name"]:
-            session.add(
-                Guardian(
-                    patient=patient,
-                    name=data["guardian_name"],
-                    relationship_code=data["guardian_relationship"],
-                    phone=data["guardian_phone"],
-                    language=data["guardian_language"] or data["language"],
-                )
+        if existing:
+            raise LikelyDuplicate(existing)
+    patient = Patient(
+        id=uuid.uuid4(),
+        organization_id=actor.org_id,
+        mrn=data["mrn"],
+        given_name=data["given_name"],
+        family_name=data["family_name"],
+        birth_date=data["birth_date"],
+        gender=data["gender"],
+        phone=data["phone"],
+        language=data["language"],
+        zip_code=data["zip_code"],
+        created_by_id=actor.user_id,
+    )
+    session.add(patient)
+    if data["guardian_name"]:
+        session.add(
+            Guardian(
+                patient=patient,
+                name=data["guardian_name"],
+                relationship_code=data["guardian_relationship"],
+                phone=data["guardian_phone"],
+                language=data["guardian_language"] or data["language"],
             )
-        session.flush()
-        audit.record(session, actor, "patient.create", "Patient", patient.id, patient_id=patient.id)
+        )
+    session.flush()
+    audit.record(session, actor, "patient.create", "Patient", patient.id, patient_id=patient.id)
     return patient
 
 
