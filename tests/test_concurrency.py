@@ -68,3 +68,22 @@ def test_two_people_answering_at_once_one_wins_the_other_is_told(app, world):
     db.session.remove()
     events = db.session().scalars(select(ReferralEvent.action)).all()
     assert sorted(events) in (["accept", "send"], ["decline", "send"])
+
+
+def test_the_same_referral_bundle_sent_four_times_at_once_makes_one_referral(app, world):
+    from referrals.loop.models import Referral
+    from referrals.patients.models import Patient
+    from tests.fhir.test_transaction import post, referral_bundle, token
+
+    bearer = token(app, world)
+    bundle = referral_bundle(world)
+    responses = _in_threads(app, lambda n: post(app, bundle, bearer), 4)
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] * 4, [r.get_json() for r in responses]
+    answers = [[e["response"]["status"] for e in r.get_json()["entry"]] for r in responses]
+    assert sorted(answers) == [["200 OK"] * 5] * 3 + [["201 Created"] * 5]
+    locations = {r.get_json()["entry"][3]["response"]["location"] for r in responses}
+    assert len(locations) == 1
+    db.session.remove()
+    assert len(db.session().scalars(select(Referral.id)).all()) == 1
+    assert len(db.session().scalars(select(Patient.id)).all()) == 1

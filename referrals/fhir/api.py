@@ -410,6 +410,15 @@ def transaction() -> Response:
         }
         if version:
             answer["etag"] = f'W/"{version}"'
+        warnings = parsed.warnings.get(entry.index)
+        if warnings and entry.resource_type in received.created:
+            answer["outcome"] = {
+                "resourceType": "OperationOutcome",
+                "issue": [
+                    {"severity": "warning", "code": "value", "diagnostics": text}
+                    for text in warnings
+                ],
+            }
         out: dict[str, Any] = {"fullUrl": f"{base_url()}/{entry.resource_type}/{key}"}
         if full:
             out["resource"] = reads.read(actor(), entry.resource_type, key, base_url())

@@ -662,7 +662,9 @@ def condition_to_fhir(need: Any, base_url: str) -> Json:
                 "clinicalStatus": concept(coding(p.CONDITION_CLINICAL, need.clinical_status)),
                 "verificationStatus": concept(coding(p.CONDITION_VERIFICATION, need.verification)),
                 "category": [
-                    concept(coding(p.CONDITION_CATEGORY, "health-concern", "Health Concern")),
+                    concept(
+                        coding(p.US_CORE_CONDITION_CATEGORY, "health-concern", "Health Concern")
+                    ),
                     SDOH,
                     sdoh_category(need.domain),
                 ],

@@ -42,6 +42,8 @@ LOINC = "http://loinc.org"
 US_CORE_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/us-core-category"  # #sdoh
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
+# US Core's own condition categories: health-concern lives here, not in CONDITION_CATEGORY.
+US_CORE_CONDITION_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/condition-category"
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
@@ -71,7 +73,6 @@ TASK_STATUSES = frozenset(
 TASK_STATUSES_WITH_REASON = frozenset({"rejected", "cancelled", "on-hold", "failed"})
 # SDOHCC-ValueSetObservationStatus
 OBSERVATION_STATUSES = frozenset({"final", "corrected", "entered-in-error", "unknown"})
-PROBLEM_OR_HEALTH_CONCERN = frozenset({"problem-list-item", "health-concern"})
 
 Check = Callable[[dict[str, Any]], Iterable[str]]
 
@@ -253,10 +254,14 @@ def _observation(resource: dict[str, Any]) -> Iterable[str]:
 
 def _condition(resource: dict[str, Any]) -> Iterable[str]:
     categories = resource.get("category") or []
-    concern = any(
-        has_coding(categories, CONDITION_CATEGORY, code) for code in PROBLEM_OR_HEALTH_CONCERN
+    # SDOH-Con-2. Older senders put health-concern in the HL7 condition-category system.
+    concern = (
+        has_coding(categories, US_CORE_CONDITION_CATEGORY, "health-concern")
+        or has_coding(categories, CONDITION_CATEGORY, "health-concern")
+        or has_coding(categories, CONDITION_CATEGORY, "problem-list-item")
+        or has_coding(categories, CONDITION_CATEGORY, "encounter-diagnosis")
     )
-    if not concern and not has_coding(categories, CONDITION_CATEGORY, "encounter-diagnosis"):
+    if not concern:
         yield (
             "Condition.category needs health-concern, problem-list-item or "
             "encounter-diagnosis (SDOH-Con-2)"

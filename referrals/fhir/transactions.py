@@ -17,9 +17,12 @@ from datetime import date, datetime, time
 from typing import Any
 from urllib.parse import unquote
 
+from marshmallow import ValidationError
+
 from referrals.fhir import profiles as p
 from referrals.fhir.mapping import GUARDIAN_ROLE_CODES
 from referrals.fhir.tasks import FhirProblem
+from referrals.forms import normalize_phone
 from referrals.loop.intake import (
     ConsentPart,
     Identifier,
@@ -72,6 +75,8 @@ class Parsed:
     incoming: IncomingReferral
     entries: list[Entry]
     types: set[str] = field(default_factory=set)
+    # What we took differently from what was sent, per entry index (OperationOutcome warnings).
+    warnings: dict[int, list[str]] = field(default_factory=dict)
 
 
 def problem(status: int, code: str, diagnostics: str, expression: str | None = None) -> FhirProblem:
@@ -131,7 +136,8 @@ def parse_transaction(bundle: dict[str, Any], base: str) -> Parsed:
         _check_profile(entry, by_url)
     patient_entry = _single(of_type["Patient"])
     service_request = requests[0]
-    patient = _patient_part(patient_entry, service_request, refs)
+    warnings: dict[int, list[str]] = {}
+    patient = _patient_part(patient_entry, service_request, refs, warnings)
     need = _need_part(_single(of_type["Condition"]), service_request, patient_entry, refs)
     consent = _consent_part(_single(of_type["Consent"]), service_request, patient_entry, refs)
     referral = _referral_part(service_request, _single(of_type["Task"]), patient_entry, refs)
@@ -139,6 +145,7 @@ def parse_transaction(bundle: dict[str, Any], base: str) -> Parsed:
         IncomingReferral(patient=patient, referral=referral, need=need, consent=consent),
         entries,
         {entry.resource_type for entry in entries},
+        warnings,
     )
 
 
@@ -318,7 +325,13 @@ def _patient_reference(
 
 
 def _first_name(resource: dict[str, Any]) -> dict[str, Any]:
-    names = [n for n in resource.get("name") or [] if isinstance(n, dict)]
+    """The name in use: not ended (period.end in the past), official before usual before any."""
+    today = date.today().isoformat()
+    names = [
+        n
+        for n in resource.get("name") or []
+        if isinstance(n, dict) and str((n.get("period") or {}).get("end") or "9999") >= today
+    ]
     for use in ("official", "usual", None):
         for name in names:
             if use is None or name.get("use") == use:
@@ -338,17 +351,26 @@ def _language(resource: dict[str, Any]) -> str:
     return "en"
 
 
-def _phone(telecoms: Any) -> str | None:
+def _phone(telecoms: Any, path: str, warnings: list[str]) -> str:
+    """The number to text: a mobile (or any phone) that is a real number. One that is not is
+    left out with a warning rather than stopping the referral."""
     phones = [
         t
         for t in telecoms or []
         if isinstance(t, dict) and t.get("system") in {"phone", "sms"} and t.get("value")
     ]
     phones.sort(key=lambda t: (t.get("use") != "mobile", t.get("system") != "sms"))
-    return phones[0]["value"] if phones else None
+    for phone in phones:
+        try:
+            return normalize_phone(str(phone["value"]))
+        except ValidationError:
+            warnings.append(
+                f"{path}: {phone['value']!r} is not a valid phone number; it was not kept."
+            )
+    return ""
 
 
-def _guardian(resource: dict[str, Any]) -> dict[str, Any]:
+def _guardian(resource: dict[str, Any], path: str, warnings: list[str]) -> dict[str, Any]:
     """The first contact who is a parent or guardian (or any contact), as the form's fields."""
     contacts = [c for c in resource.get("contact") or [] if isinstance(c, dict)]
     for contact in contacts:
@@ -365,7 +387,7 @@ def _guardian(resource: dict[str, Any]) -> dict[str, Any]:
             return {
                 "guardian_name": text,
                 "guardian_relationship": relationship,
-                "guardian_phone": _phone(contact.get("telecom")) or "",
+                "guardian_phone": _phone(contact.get("telecom"), f"{path}.contact", warnings),
             }
     return {}
 
@@ -378,26 +400,33 @@ def _mrn(resource: dict[str, Any]) -> str:
     return ""
 
 
-def _patient_part(entry: Entry | None, service_request: Entry, refs: _References) -> PatientPart:
+def _patient_part(
+    entry: Entry | None,
+    service_request: Entry,
+    refs: _References,
+    warnings: dict[int, list[str]],
+) -> PatientPart:
     subject_path = f"{service_request.path}.subject"
     target = _patient_reference(service_request.resource.get("subject"), subject_path, entry, refs)
     if isinstance(target, Ours):
         return PatientPart(existing_id=target.key)
     resource = entry.resource if entry else {}
+    path = entry.path if entry else "Patient"
+    noted = warnings.setdefault(entry.index, []) if entry else []
     name = _first_name(resource)
-    postal = "".join(ch for ch in str((resource.get("address") or [{}])[0].get("postalCode") or ""))
+    postal = str((resource.get("address") or [{}])[0].get("postalCode") or "")
     form: dict[str, object] = {
         "given_name": " ".join(name.get("given") or []),
         "family_name": name.get("family") or "",
         "birth_date": resource.get("birthDate") or "",
         "gender": resource.get("gender") or "unknown",
-        "phone": _phone(resource.get("telecom")) or "",
+        "phone": _phone(resource.get("telecom"), f"{path}.telecom", noted),
         "language": _language(resource),
         "zip_code": postal[:5],
         "mrn": _mrn(resource),
         # A system's patient is its own record: same name and birth date is no reason to stop.
         "confirm_new": "y",
-        **_guardian(resource),
+        **_guardian(resource, path, noted),
     }
     return PatientPart(form=form, identifiers=_identifiers(entry) if entry else [])
 
@@ -550,7 +579,8 @@ def _consent_giver(
     refs: _References,
     path: str,
 ) -> tuple[str, str]:
-    """("patient" or "guardian", the name) of who gave the consent: Consent.performer."""
+    """("patient" or "guardian", the name) of who gave the consent: Consent.performer, or
+    ("", "") when the Consent does not say (the IG leaves it to the signed form)."""
     patient_name = ""
     if patient_entry is not None:
         name = _first_name(patient_entry.resource)
@@ -568,12 +598,7 @@ def _consent_giver(
             return "patient", display or patient_name or "the patient"
         if kind == "RelatedPerson" or display:
             return "guardian", display or "a parent or guardian"
-    raise problem(
-        422,
-        "required",
-        f"{path}.performer: who gave the consent, the Patient or a RelatedPerson (a parent).",
-        f"{path}.performer",
-    )
+    return "", ""  # not said (it is on the signed form): the service decides by the age
 
 
 def _referral_part(
@@ -616,6 +641,7 @@ def _referral_part(
         organization_id=organization_id,
         owner_org_id=owner.key if owner else None,
         service_code=codes[0][0] if codes else None,
+        code_display=codes[0][1] if codes else None,
         category=_sdoh_domain(resource.get("category")),
         priority=priority,
         note="\n\n".join(notes),

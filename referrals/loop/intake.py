@@ -29,7 +29,7 @@ from referrals.identifiers import PartnerIdentifier
 from referrals.loop.models import Referral, Task
 from referrals.loop.schemas import NOTE_MAX, ReferralSchema
 from referrals.loop.service import _new_referral, _referral_problems
-from referrals.patients.consent_rules import is_sensitive
+from referrals.patients.consent_rules import ADULT_AGE, is_sensitive
 from referrals.patients.models import Consent, Need, Patient
 from referrals.patients.schemas import PatientSchema
 from referrals.patients.service import add_patient
@@ -73,7 +73,7 @@ class ConsentPart:
 
     existing_id: uuid.UUID | None = None
     recipient_org_id: uuid.UUID | None = None
-    given_by: str = ""  # patient | guardian
+    given_by: str = ""  # patient | guardian; "" when not said: the patient if an adult
     given_by_name: str = ""
     method: str = "electronic"
     given_at: datetime | None = None
@@ -90,7 +90,8 @@ class ReferralPart:
     service_id: uuid.UUID | None
     category: str | None
     organization_id: uuid.UUID | None = None
-    service_code: str | None = None
+    service_code: str | None = None  # SNOMED CT: what is asked, kept as asked
+    code_display: str | None = None
     owner_org_id: uuid.UUID | None = None
     priority: str = "routine"
     note: str = ""
@@ -232,6 +233,9 @@ def _receive(session: Session, actor: Actor, incoming: IncomingReferral) -> Rece
         contact_prohibited=data["contact_prohibited"],
         intent=part.intent,
         requester_name=part.requester_name,
+        code=(part.service_code, part.code_display or part.service_code)
+        if part.service_code
+        else None,
     )
     _remember(session, actor, "ServiceRequest", referral.id, part.identifiers)
     _remember(session, actor, "Task", referral.task.id, part.task_identifiers)
@@ -397,12 +401,18 @@ def _consent(
             )
         if part.given_at is None:
             raise InvalidInput("When was the consent given?", {"consent_date": ["Missing."]})
+        given_by, given_by_name = part.given_by, part.given_by_name
+        if not given_by:  # not said: the patient if an adult, else the guardian on file
+            if patient.age(california_today()) >= ADULT_AGE or not patient.guardians:
+                given_by, given_by_name = "patient", patient.name
+            else:
+                given_by, given_by_name = "guardian", patient.guardians[0].name
         consent = Consent(
             id=uuid.uuid4(),
             patient_id=patient.id,
             recipient_org_id=part.recipient_org_id,
-            granted_by=part.given_by,
-            granted_by_name=part.given_by_name[:200],
+            granted_by=given_by,
+            granted_by_name=given_by_name[:200],
             method=part.method,
             granted_at=part.given_at,
             scope=list(CONSENT_SCOPE),

@@ -127,4 +127,3 @@ class ReferralEvent(Base):
     reason_code: Mapped[str | None] = mapped_column(String(32))
     note: Mapped[str] = mapped_column(Text, default="")
     business_status: Mapped[str | None] = mapped_column(String(32))
-

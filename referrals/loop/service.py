@@ -220,6 +220,7 @@ def _new_referral(
     sms_language: str | None = None,
     intent: str = "order",
     requester_name: str = "",
+    code: tuple[str, str] | None = None,
 ) -> Referral:
     """A ServiceRequest and its requested Task, the "sent" event, its audit entry and the
     family's notice: everything one referral writes, in the caller's transaction."""
@@ -237,8 +238,9 @@ def _new_referral(
         need_id=need.id if need else None,
         intent=intent,
         category=category,
-        code=service.service_code,
-        code_display=service.service_display,
+        # What is asked: the service's code, or the one the sender's order names.
+        code=code[0][:32] if code else service.service_code,
+        code_display=code[1][:200] if code else service.service_display,
         priority=priority,
         note=note,
         sensitive=sensitive,

@@ -250,7 +250,8 @@ def test_conditions_follow_the_clinicians_decision(world: World) -> None:
     resource = mapping.condition_to_fhir(food, BASE)
     valid(Condition, resource)
     assert codes(resource["verificationStatus"], profiles.CONDITION_VERIFICATION) == ["unconfirmed"]
-    assert codes(resource["category"], profiles.CONDITION_CATEGORY) == ["health-concern"]
+    assert codes(resource["category"], profiles.US_CORE_CONDITION_CATEGORY) == ["health-concern"]
+    assert codes(resource["category"], profiles.CONDITION_CATEGORY) == []
     assert codes(resource["category"], profiles.US_CORE_CATEGORY) == ["sdoh"]
     assert codes(resource["category"], SDOHCC_CODES) == ["food-insecurity"]
     assert codes(resource["code"], "http://snomed.info/sct") == ["733423003"]
