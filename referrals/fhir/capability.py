@@ -8,16 +8,44 @@ from typing import Any
 FHIR_VERSION = "4.0.1"
 SDOHCC = "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/"
 US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/"
+BASE_SEARCH = "http://hl7.org/fhir/SearchParameter/"
 
 # resource type -> (profile, search parameters and their types)
 SERVED: dict[str, tuple[str, dict[str, str]]] = {
     "Patient": (US_CORE + "us-core-patient", {"_id": "token"}),
-    "Organization": (US_CORE + "us-core-organization", {"_id": "token", "name": "string"}),
+    "Organization": (
+        US_CORE + "us-core-organization",
+        {
+            "_id": "token",
+            "_lastUpdated": "date",
+            "active": "token",
+            "name": "string",
+            "type": "token",
+        },
+    ),
     "HealthcareService": (
         "http://hl7.org/fhir/StructureDefinition/HealthcareService",
-        {"_id": "token", "service-category": "token"},
+        {
+            "_id": "token",
+            "_lastUpdated": "date",
+            "active": "token",
+            "location": "reference",
+            "name": "string",
+            "organization": "reference",
+            "service-category": "token",
+            "service-type": "token",
+        },
     ),
-    "Location": (US_CORE + "us-core-location", {"_id": "token"}),
+    "Location": (
+        US_CORE + "us-core-location",
+        {
+            "_id": "token",
+            "address-city": "string",
+            "address-postalcode": "string",
+            "name": "string",
+            "organization": "reference",
+        },
+    ),
     "QuestionnaireResponse": (
         "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaireresponse",
         {"_id": "token", "patient": "reference"},
@@ -61,10 +89,30 @@ SERVED: dict[str, tuple[str, dict[str, str]]] = {
     ),
 }
 
-# The types `GET /fhir/{type}?...` answers (referrals.fhir.search); the directory
-# (Organization, HealthcareService, Location) is read by id only, so far.
+# Chained parameters, beside the searchParam they go through: a service by where it is.
+CHAINED: dict[str, dict[str, str]] = {
+    "HealthcareService": {
+        "location.address-city": "string",
+        "location.address-postalcode": "string",
+    }
+}
+# _include values each type answers.
+INCLUDES: dict[str, list[str]] = {
+    "Task": ["Task:focus"],
+    "HealthcareService": ["HealthcareService:organization", "HealthcareService:location"],
+}
+# The directory: public to every client, its parameters those of the base specification.
+DIRECTORY = frozenset({"Organization", "HealthcareService", "Location"})
+# What a referral source creates, alone or in a transaction Bundle; `If-None-Exist` on
+# identifiers makes a retry find what the first try created.
+CREATED = frozenset({"Patient", "Consent", "Condition", "ServiceRequest", "Task"})
+
+# The types `GET /fhir/{type}?...` answers (referrals.fhir.search).
 SEARCHED = frozenset(
     {
+        "Organization",
+        "HealthcareService",
+        "Location",
         "Patient",
         "QuestionnaireResponse",
         "Observation",
@@ -75,6 +123,18 @@ SEARCHED = frozenset(
         "Procedure",
     }
 )
+
+
+def _search_param(resource_type: str, name: str, kind: str) -> dict[str, Any]:
+    """A searchParam; the directory's name their SearchParameter in the base specification."""
+    param: dict[str, Any] = {"name": name, "type": kind}
+    if resource_type in DIRECTORY:
+        common = {"_id": "Resource-id", "_lastUpdated": "Resource-lastUpdated"}
+        param["definition"] = BASE_SEARCH + common.get(name, f"{resource_type}-{name}")
+    chains = [chain for chain in CHAINED.get(resource_type, {}) if chain.startswith(name + ".")]
+    if chains:
+        param["documentation"] = "Also chained: " + ", ".join(chains) + "."
+    return param
 
 
 def capability_statement(base: str) -> dict[str, Any]:
@@ -88,13 +148,16 @@ def capability_statement(base: str) -> dict[str, Any]:
         }
         if resource_type in SEARCHED:
             entry["interaction"].append({"code": "search-type"})
-            entry["searchParam"] = [{"name": n, "type": k} for n, k in searches.items()]
+            entry["searchParam"] = [_search_param(resource_type, n, k) for n, k in searches.items()]
+        if resource_type in INCLUDES:
+            entry["searchInclude"] = INCLUDES[resource_type]
         if resource_type == "Task":
             entry["interaction"].append({"code": "update"})
             entry["versioning"] = "versioned-update"
-            entry["searchInclude"] = ["Task:focus"]
-        if resource_type == "Procedure":
+        if resource_type in CREATED or resource_type == "Procedure":
             entry["interaction"].append({"code": "create"})
+        if resource_type in CREATED:
+            entry["conditionalCreate"] = True
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",
@@ -114,6 +177,7 @@ def capability_statement(base: str) -> dict[str, Any]:
         "rest": [
             {
                 "mode": "server",
+                "interaction": [{"code": "transaction"}],
                 "security": {
                     "service": [
                         {

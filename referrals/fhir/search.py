@@ -2,10 +2,12 @@
 gt...`): only Tasks the client's organisation sent or works, newest change last, in pages.
 And searching the other referral resources (Patient, ServiceRequest, Procedure, Condition,
 Observation, QuestionnaireResponse, Consent) with the organisation scoping of reads.py, as
-SQL conditions. Every search is audited."""
+SQL conditions; and the directory (Organization, HealthcareService, Location), which every
+client reads, the way partners find where to refer. Every search is audited."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -13,15 +15,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, String, and_, cast, false, func, or_, select, true
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.sql.functions import FunctionElement
 
 from referrals import audit
 from referrals.auth.actor import Actor
-from referrals.auth.models import User
+from referrals.auth.models import Organization, User
 from referrals.db import db, transaction
+from referrals.directory.models import Address, Location, Service, ServiceAtLocation
 from referrals.fhir import disclosure, mapping
-from referrals.fhir.capability import SERVED
-from referrals.fhir.profiles import CONDITION_CATEGORY, OBSERVATION_CATEGORY, US_CORE_CATEGORY
+from referrals.fhir.capability import CHAINED, INCLUDES, SERVED
+from referrals.fhir.profiles import (
+    CONDITION_CATEGORY,
+    OBSERVATION_CATEGORY,
+    ORGANIZATION_TYPE,
+    US_CORE_CATEGORY,
+)
 from referrals.loop.lifecycle import Status
 from referrals.loop.models import Referral, Task
 from referrals.patients.instruments import INSTRUMENTS
@@ -230,6 +240,9 @@ EVENT_STATUSES = frozenset(
 )
 
 
+STRING_MODIFIERS = frozenset({"exact", "contains"})
+
+
 @dataclass
 class _Plan:
     query: Select
@@ -238,6 +251,8 @@ class _Plan:
     to_fhir: Callable[[Any], dict]
     # Loads, in one query for the whole page, what to_fhir needs beyond the rows.
     prepare: Callable[[list[Any]], None] | None = None
+    # The `_include`d resources of a page's rows (loaded with it through `options`).
+    include: Callable[[list[Any]], list[dict]] | None = None
 
 
 def searchable() -> frozenset[str]:
@@ -251,18 +266,12 @@ def search(
     """One page of the resources of this type the actor's organisation may see that match."""
     if resource_type == "Task":
         return search_tasks(actor, params, base)
-    allowed = frozenset(SERVED[resource_type][1]) | COMMON_PARAMS
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise SearchProblem(
-            f"Unknown search parameter {unknown[0]} for {resource_type}; we support "
-            f"{', '.join(sorted(allowed - {'_format'}))}.",
-            unknown[0],
-        )
+    _check_names(resource_type, params)
     plan = _PLANS[resource_type](actor, params, base)
     count = _number(params, "_count", DEFAULT_COUNT, 0, MAX_COUNT)
     offset = _number(params, "_offset", 0, 0, 10**9)
     with transaction() as session:
+        _fold_on_sqlite(session)
         total = session.scalar(select(func.count()).select_from(plan.query.subquery())) or 0
         rows = list(
             session.scalars(
@@ -272,6 +281,7 @@ def search(
         if plan.prepare is not None:
             plan.prepare(rows)
         resources = [plan.to_fhir(row) for row in rows]
+        included = plan.include(rows) if plan.include is not None else []
         audit.record(
             session,
             actor,
@@ -279,7 +289,36 @@ def search(
             resource_type,
             detail={"parameters": sorted(params), "results": len(rows)},
         )
-    return TaskPage(resources, [], total, offset, count)
+    return TaskPage(resources, included, total, offset, count)
+
+
+def _check_names(resource_type: str, params: Mapping[str, list[str]]) -> None:
+    """Every parameter is one we answer for the type, with a modifier only where we honour it
+    (a string's `:exact` and `:contains`), and `_include` only what the type includes."""
+    kinds = {**SERVED[resource_type][1], **CHAINED.get(resource_type, {})}
+    allowed = frozenset(kinds) | COMMON_PARAMS
+    if resource_type in INCLUDES:
+        allowed |= {"_include"}
+    for key in sorted(params):
+        name, _, modifier = key.partition(":")
+        if name not in allowed:
+            raise SearchProblem(
+                f"Unknown search parameter {key} for {resource_type}; we support "
+                f"{', '.join(sorted(allowed - {'_format'}))}.",
+                key,
+            )
+        if modifier and not (kinds.get(name) == "string" and modifier in STRING_MODIFIERS):
+            raise SearchProblem(
+                f"{key}: we do not support the modifier :{modifier} on {name} "
+                "(string parameters take :exact or :contains).",
+                key,
+            )
+    for value in params.get("_include", []):
+        if value not in INCLUDES.get(resource_type, []):
+            raise SearchProblem(
+                f"_include={value}: we include {' and '.join(INCLUDES[resource_type])}.",
+                "_include",
+            )
 
 
 # --- parameter values ---------------------------------------------------------------------------
@@ -331,6 +370,77 @@ def _category(
         elif system in (None, SDOHCC_CODES) and code in SDOH_CATEGORIES:
             matches.append(domain(code))
     return or_(*matches) if matches else false()
+
+
+class _fold(FunctionElement):
+    """Lower case, the same on both databases: PostgreSQL's lower() knows Unicode, SQLite's
+    only ASCII, so SQLite calls Python's (registered by _fold_on_sqlite)."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(_fold)
+def _fold_default(element: _fold, compiler: Any, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_fold, "sqlite")
+def _fold_sqlite(element: _fold, compiler: Any, **kw: Any) -> str:
+    return f"fhir_lower({compiler.process(element.clauses, **kw)})"
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _fold_on_sqlite(session: Session) -> None:
+    if session.get_bind().dialect.name == "sqlite":
+        raw = session.connection().connection.driver_connection
+        raw.create_function("fhir_lower", 1, _lower, deterministic=True)
+
+
+def _split(value: str) -> list[str]:
+    """Comma-separated alternatives; `\\,` is a comma within one (FHIR search escaping)."""
+    return [part.replace("\\,", ",") for part in re.split(r"(?<!\\),", value)]
+
+
+StringTest = Callable[[Any], ColumnElement[bool]]
+
+
+def _strings(params: Mapping[str, list[str]], name: str) -> list[StringTest]:
+    """A FHIR string parameter, each occurrence a test to apply to the column(s) it searches:
+    case-insensitive starts-with by default, anywhere with `:contains`, the whole value as
+    written with `:exact`; comma-separated values are alternatives."""
+    tests: list[StringTest] = []
+    for key, values in params.items():
+        base_name, _, modifier = key.partition(":")
+        if base_name != name:
+            continue
+        for value in values:
+            tests.append(_string_test(modifier, _split(value)))
+    return tests
+
+
+def _string_test(modifier: str, parts: list[str]) -> StringTest:
+    def test(column: Any) -> ColumnElement[bool]:
+        if modifier == "exact":
+            return column.in_(parts)
+        folded = _fold(column)
+        if modifier == "contains":
+            return or_(*[folded.contains(p.lower(), autoescape=True) for p in parts])
+        return or_(*[folded.startswith(p.lower(), autoescape=True) for p in parts])
+
+    return test
+
+
+def _booleans(params: Mapping[str, list[str]], name: str) -> list[bool]:
+    out = []
+    for value in params.get(name, []):
+        if value not in {"true", "false"}:
+            raise SearchProblem(f"{name}={value}: true or false is expected.", name)
+        out.append(value == "true")
+    return out
 
 
 def _ids(params: Mapping[str, list[str]], column: Any) -> list[ColumnElement[bool]]:
@@ -561,7 +671,164 @@ def _consent_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _
     )
 
 
+# --- the directory ------------------------------------------------------------------------------
+#
+# Readable by every client (reads.py), so found by every client: no organisation scoping, and
+# inactive services too, as a read returns them (`active=true` leaves them out). Each parameter
+# matches what mapping.py emits for the element it names.
+
+
+def _organization_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
+    conditions = _ids(params, Organization.id)
+    conditions += [test(Organization.name) for test in _strings(params, "name")]
+    for active in _booleans(params, "active"):
+        conditions.append(true() if active else false())  # every organisation is active
+    for value in params.get("type", []):
+        conditions.append(_organization_type(value))
+    for value in params.get("_lastUpdated", []):
+        conditions.append(_date(Organization.updated_at, value, "_lastUpdated"))
+    return _Plan(
+        select(Organization).where(*conditions),
+        (Organization.name, Organization.id),
+        (),
+        lambda org: mapping.organization_to_fhir(org, base),
+    )
+
+
+def _organization_type(value: str) -> ColumnElement[bool]:
+    """organization-type codes (several kinds share `other`) or our own kinds."""
+    matches: list[ColumnElement[bool]] = []
+    for system, code in _tokens(value):
+        if not code:  # `system|`: any code of the system
+            if system in (ORGANIZATION_TYPE, mapping.ORGANIZATION_KIND_SYSTEM):
+                matches.append(true())
+            continue
+        if system in (None, ORGANIZATION_TYPE):
+            kinds = [kind for kind, (c, _) in mapping.ORGANIZATION_TYPES.items() if c == code]
+            if kinds:
+                matches.append(Organization.kind.in_(kinds))
+            if code == "other":
+                matches.append(Organization.kind.not_in(list(mapping.ORGANIZATION_TYPES)))
+        if system in (None, mapping.ORGANIZATION_KIND_SYSTEM):
+            matches.append(Organization.kind == code)
+    return or_(*matches) if matches else false()
+
+
+def _shown_address(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """A Location whose address, as location_to_fhir shows it, meets the condition: a physical
+    one (anything not postal), or any when it has none."""
+    own = select(Address.id).where(Address.location_id == Location.id)
+    physical = own.where(Address.address_type != "postal")
+    return or_(
+        physical.where(condition).exists(),
+        and_(~physical.exists(), own.where(condition).exists()),
+    )
+
+
+def _location_conditions(params: Mapping[str, list[str]], prefix: str = "") -> list[Any]:
+    """Location's own parameters (`prefix` for a chain from another type)."""
+    conditions: list[Any] = []
+    for test in _strings(params, prefix + "name"):
+        unnamed = func.coalesce(Location.name, "") == ""  # then named for its street
+        conditions.append(
+            or_(test(Location.name), and_(unnamed, _shown_address(test(Address.address_1))))
+        )
+    for test in _strings(params, prefix + "address-postalcode"):
+        conditions.append(_shown_address(test(Address.postal_code)))
+    for test in _strings(params, prefix + "address-city"):
+        conditions.append(_shown_address(test(Address.city)))
+    return conditions
+
+
+def _location_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
+    conditions = _ids(params, Location.id) + _location_conditions(params)
+    for value in params.get("organization", []):
+        refs = _references(value, "organization", "Organization")
+        conditions.append(Location.organization_id.in_(refs))
+    return _Plan(
+        select(Location).where(*conditions),
+        (func.coalesce(Location.name, ""), Location.id),
+        (selectinload(Location.addresses), selectinload(Location.phones)),
+        lambda location: mapping.location_to_fhir(location, base),
+    )
+
+
+def _service_category(domain: str) -> ColumnElement[bool]:
+    return cast(Service.categories, String).like(f'%"{domain}"%')
+
+
+def _service_type(value: str) -> ColumnElement[bool]:
+    """The SNOMED CT service code each service carries as its type."""
+    matches: list[ColumnElement[bool]] = []
+    for system, code in _tokens(value):
+        if system in (None, SNOMED):
+            matches.append(Service.service_code == code if code else true())
+    return or_(*matches) if matches else false()
+
+
+def _healthcare_service_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
+    conditions = _ids(params, Service.id)
+    conditions += [test(Service.name) for test in _strings(params, "name")]
+    for active in _booleans(params, "active"):
+        conditions.append(Service.status == "active" if active else Service.status != "active")
+    for value in params.get("organization", []):
+        refs = _references(value, "organization", "Organization")
+        conditions.append(Service.organization_id.in_(refs))
+    for value in params.get("service-category", []):
+        conditions.append(_category(value, set(), _service_category))
+    for value in params.get("service-type", []):
+        conditions.append(_service_type(value))
+    at = select(ServiceAtLocation.id).where(ServiceAtLocation.service_id == Service.id)
+    for value in params.get("location", []):
+        refs = _references(value, "location", "Location")
+        conditions.append(at.where(ServiceAtLocation.location_id.in_(refs)).exists())
+    chained = _location_conditions(params, "location.")
+    if chained:
+        places = select(Location.id).where(*chained)
+        conditions.append(at.where(ServiceAtLocation.location_id.in_(places)).exists())
+    for value in params.get("_lastUpdated", []):
+        conditions.append(_date(Service.last_modified, value, "_lastUpdated"))
+
+    includes = set(params.get("_include", []))
+    links = selectinload(Service.service_at_locations)
+    options = [
+        selectinload(Service.phones),
+        selectinload(Service.schedules),
+        links.selectinload(ServiceAtLocation.schedules),
+    ]
+    if "HealthcareService:location" in includes:
+        place = links.joinedload(ServiceAtLocation.location)
+        options += [place.selectinload(Location.addresses), place.selectinload(Location.phones)]
+
+    def include(services: list[Service]) -> list[dict]:
+        found: dict[tuple[str, uuid.UUID], dict] = {}
+        for service in services:
+            if "HealthcareService:organization" in includes:
+                found.setdefault(
+                    ("Organization", service.organization_id),
+                    mapping.organization_to_fhir(service.organization, base),
+                )
+            if "HealthcareService:location" in includes:
+                for link in service.service_at_locations:
+                    found.setdefault(
+                        ("Location", link.location_id),
+                        mapping.location_to_fhir(link.location, base),
+                    )
+        return list(found.values())
+
+    return _Plan(
+        select(Service).where(*conditions),
+        (Service.name, Service.id),
+        tuple(options),
+        lambda service: mapping.healthcare_service_to_fhir(service, base),
+        include=include,
+    )
+
+
 _PLANS: dict[str, Callable[[Actor, Mapping[str, list[str]], str], _Plan]] = {
+    "Organization": _organization_plan,
+    "HealthcareService": _healthcare_service_plan,
+    "Location": _location_plan,
     "Patient": _patient_plan,
     "ServiceRequest": _service_request_plan,
     "Procedure": _procedure_plan,

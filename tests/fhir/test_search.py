@@ -389,7 +389,11 @@ def test_consent_and_patient_by_id(app, world: World, story: Story) -> None:
 def test_bad_parameters_are_400_naming_them(
     app, world: World, story: Story, query: str, parameter: str
 ) -> None:
-    response = Client(app, world, "clinic").response(query)
+    refused_naming(Client(app, world, "clinic").response(query), parameter)
+
+
+def refused_naming(response, parameter: str) -> None:
+    """A 400 whose OperationOutcome points at the parameter and names it."""
     assert response.status_code == 400
     issue = outcome(response).issue[0]
     assert issue.code == "invalid"
@@ -447,9 +451,9 @@ def test_a_scope_without_the_type_is_403(app, world: World, story: Story) -> Non
     assert get(app, "/fhir/Condition").status_code == 401
 
 
-def test_the_directory_is_not_searched_yet(app, world: World) -> None:
-    response = Client(app, world, "food").response("Organization?name=Food")
-    assert response.status_code == 501
+def test_the_directory_is_searched_by_every_organisation(app, world: World) -> None:
+    found = Client(app, world, "clinic2").ids("Organization?name=Community")
+    assert found == {world.orgs["food"].id}
 
 
 def test_the_capability_statement_lists_every_search(app) -> None:
@@ -475,9 +479,21 @@ def test_the_capability_statement_lists_every_search(app) -> None:
         "status",
     }
     assert {p.name for p in resources["Consent"].searchParam} == {"_id"}
-    assert "search-type" not in {i.code for i in resources["Organization"].interaction}
+    assert {p.name for p in resources["Organization"].searchParam} == {
+        "_id",
+        "_lastUpdated",
+        "active",
+        "name",
+        "type",
+    }
     assert "update" in {i.code for i in resources["Task"].interaction}
+    assert resources["Task"].versioning == "versioned-update"
     assert resources["Task"].searchInclude == ["Task:focus"]
+    assert [i.code for i in statement.rest[0].interaction] == ["transaction"]
+    for resource_type in ("Patient", "Consent", "Condition", "ServiceRequest", "Task"):
+        assert "create" in {i.code for i in resources[resource_type].interaction}
+        assert resources[resource_type].conditionalCreate is True
+    assert resources["Procedure"].conditionalCreate is None
 
 
 @pytest.mark.parametrize(
