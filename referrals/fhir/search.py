@@ -27,10 +27,10 @@ from referrals.directory.models import Address, Location, Service, ServiceAtLoca
 from referrals.fhir import disclosure, mapping
 from referrals.fhir.capability import CHAINED, INCLUDES, SERVED
 from referrals.fhir.profiles import (
-    CONDITION_CATEGORY,
     OBSERVATION_CATEGORY,
     ORGANIZATION_TYPE,
     US_CORE_CATEGORY,
+    US_CORE_CONDITION_CATEGORY,
 )
 from referrals.loop.lifecycle import Status
 from referrals.loop.models import Referral, Task
@@ -586,7 +586,7 @@ def _condition_plan(actor: Actor, params: Mapping[str, list[str]], base: str) ->
         conditions.append(
             _category(
                 value,
-                {(CONDITION_CATEGORY, "health-concern"), (US_CORE_CATEGORY, "sdoh")},
+                {(US_CORE_CONDITION_CATEGORY, "health-concern"), (US_CORE_CATEGORY, "sdoh")},
                 lambda d: Need.domain == d,
             )
         )

@@ -20,8 +20,8 @@ from referrals.jobs import Job
 from referrals.loop.models import Referral, ReferralEvent, Task
 from referrals.patients.models import Consent, Need, Patient
 from referrals.terminology import california_today
-from tests.fhir.test_api import get, outcome
 from tests.fhir.schema_check import assert_valid_r4
+from tests.fhir.test_api import get, outcome
 from tests.fhir.test_oauth import assertion, register, token_form
 from tests.helpers import World, make_patient, years_ago
 
