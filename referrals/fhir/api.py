@@ -274,20 +274,17 @@ def _referral_id(task: dict[str, Any]) -> uuid.UUID:
 
 @bp.get("/<resource_type>")
 def search(resource_type: str) -> Response:
-    """Search: Tasks as the polling recipients and referrers do, and the other referral
-    resources within what the client's organisation may read. The directory is read by id."""
+    """Search: Tasks as the polling recipients and referrers do, the other referral resources
+    within what the client's organisation may read, and the directory, which every client
+    reads."""
     from urllib.parse import urlencode
 
     from referrals.fhir import mapping
-    from referrals.fhir.search import SearchProblem, searchable
+    from referrals.fhir.search import SearchProblem
     from referrals.fhir.search import search as run_search
 
     if resource_type not in SERVED:
         raise FhirError(404, "not-supported", f"We do not serve {resource_type} resources.")
-    if resource_type not in searchable():
-        raise FhirError(
-            501, "not-supported", f"Searching {resource_type} is not offered yet; read by id."
-        )
     require(resource_type, "read")
     params = {key: request.args.getlist(key) for key in request.args}
     try:

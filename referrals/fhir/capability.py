@@ -103,9 +103,9 @@ INCLUDES: dict[str, list[str]] = {
 }
 # The directory: public to every client, its parameters those of the base specification.
 DIRECTORY = frozenset({"Organization", "HealthcareService", "Location"})
-# What a referral source creates, alone or in a transaction Bundle; `If-None-Exist` on
-# identifiers makes a retry find what the first try created.
-CREATED = frozenset({"Patient", "Consent", "Condition", "ServiceRequest", "Task"})
+# What a referral source creates in a transaction Bundle (not alone: a referral is written
+# whole); `ifNoneExist` on identifiers makes a retry find what the first try created.
+IN_TRANSACTION = ("Patient", "Condition", "Consent", "ServiceRequest", "Task")
 
 # The types `GET /fhir/{type}?...` answers (referrals.fhir.search).
 SEARCHED = frozenset(
@@ -154,10 +154,8 @@ def capability_statement(base: str) -> dict[str, Any]:
         if resource_type == "Task":
             entry["interaction"].append({"code": "update"})
             entry["versioning"] = "versioned-update"
-        if resource_type in CREATED or resource_type == "Procedure":
+        if resource_type == "Procedure":
             entry["interaction"].append({"code": "create"})
-        if resource_type in CREATED:
-            entry["conditionalCreate"] = True
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",
@@ -177,7 +175,14 @@ def capability_statement(base: str) -> dict[str, Any]:
         "rest": [
             {
                 "mode": "server",
-                "interaction": [{"code": "transaction"}],
+                "interaction": [
+                    {
+                        "code": "transaction",
+                        "documentation": "A referral: "
+                        + ", ".join(IN_TRANSACTION)
+                        + " entries (POST), conditional on identifier=system|value.",
+                    }
+                ],
                 "security": {
                     "service": [
                         {

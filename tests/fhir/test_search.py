@@ -490,10 +490,11 @@ def test_the_capability_statement_lists_every_search(app) -> None:
     assert resources["Task"].versioning == "versioned-update"
     assert resources["Task"].searchInclude == ["Task:focus"]
     assert [i.code for i in statement.rest[0].interaction] == ["transaction"]
+    assert "ServiceRequest" in statement.rest[0].interaction[0].documentation
+    # Referrals are created whole, in a transaction; a Procedure alone.
     for resource_type in ("Patient", "Consent", "Condition", "ServiceRequest", "Task"):
-        assert "create" in {i.code for i in resources[resource_type].interaction}
-        assert resources[resource_type].conditionalCreate is True
-    assert resources["Procedure"].conditionalCreate is None
+        assert "create" not in {i.code for i in resources[resource_type].interaction}
+    assert "create" in {i.code for i in resources["Procedure"].interaction}
 
 
 @pytest.mark.parametrize(
