@@ -88,6 +88,13 @@ CONSENT_METHODS: dict[str, str] = {
     "electronic": "Signed on screen",
 }
 
+# How a consent may have been recorded, as shown: the form's ways, and a consent the referring
+# clinic's system says it holds (sent over the API with the referral).
+CONSENT_METHOD_LABELS: dict[str, str] = {
+    **CONSENT_METHODS,
+    "on-file": "On file at the referring clinic",
+}
+
 # What a consent lets the clinic disclose to the recipient (SDOHCC-Consent provision), as the
 # family is told: the minimum a recipient needs to help, never the screening answers.
 CONSENT_SCOPE: dict[str, str] = {

@@ -38,6 +38,7 @@ from referrals.notify.texts import mask_phone
 from referrals.terminology import (
     CALIFORNIA,
     CONSENT_GIVERS,
+    CONSENT_METHOD_LABELS,
     CONSENT_METHODS,
     CONSENT_SCOPE,
     GUARDIAN_RELATIONSHIPS,
@@ -243,6 +244,7 @@ def init_app(app: Flask) -> None:
         CONSENT_GIVERS=CONSENT_GIVERS,
         CONSENT_SCOPE=CONSENT_SCOPE,
         CONSENT_METHODS=CONSENT_METHODS,
+        CONSENT_METHOD_LABELS=CONSENT_METHOD_LABELS,
         GUARDIAN_RELATIONSHIPS=GUARDIAN_RELATIONSHIPS,
         LANGUAGE_OPTIONS=[(code, language_label(code)) for code in LANGUAGES],
     )

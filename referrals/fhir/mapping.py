@@ -15,7 +15,7 @@ from referrals.fhir import profiles as p
 from referrals.patients.instruments import INSTRUMENTS, LOINC
 from referrals.patients.needs import ICD_10_CM
 from referrals.terminology import (
-    CONSENT_METHODS,
+    CONSENT_METHOD_LABELS,
     GUARDIAN_RELATIONSHIPS,
     LANGUAGES,
     SDOH_CATEGORIES,
@@ -680,7 +680,7 @@ def condition_to_fhir(need: Any, base_url: str) -> Json:
 
 
 def _signature_attachment(consent: Any) -> Json:
-    method = CONSENT_METHODS.get(consent.method, consent.method)
+    method = CONSENT_METHOD_LABELS.get(consent.method, consent.method)
     attachment: Json = {"title": f"Consent to share with {consent.recipient.name}: {method}"}
     signature = consent.signature or ""
     if signature.startswith("data:") and ";base64," in signature:

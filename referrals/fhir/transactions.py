@@ -560,7 +560,7 @@ def _consent_part(
         recipient_org_id=recipient.key,
         given_by=given_by,
         given_by_name=name,
-        method="written" if resource.get("sourceAttachment") else "electronic",
+        method="on-file",
         given_at=_datetime(
             resource.get("dateTime") or (provision.get("period") or {}).get("start"),
             f"{entry.path}.dateTime",

@@ -33,7 +33,13 @@ from referrals.patients.consent_rules import ADULT_AGE, is_sensitive
 from referrals.patients.models import Consent, Need, Patient
 from referrals.patients.schemas import PatientSchema
 from referrals.patients.service import add_patient
-from referrals.terminology import CALIFORNIA, CONSENT_SCOPE, SDOH_CATEGORIES, california_today
+from referrals.terminology import (
+    CALIFORNIA,
+    CONSENT_METHOD_LABELS,
+    CONSENT_SCOPE,
+    SDOH_CATEGORIES,
+    california_today,
+)
 
 Identifier = tuple[str, str]  # (system, value)
 
@@ -42,6 +48,9 @@ class SentReferralSchema(ReferralSchema):
     """The referral form's rules, but a system may send a referral without a note."""
 
     note = fields.String(load_default="", validate=validate.Length(max=NOTE_MAX))
+    consent_method = fields.String(
+        load_default=None, validate=validate.OneOf(list(CONSENT_METHOD_LABELS))
+    )
 
 
 @dataclass
@@ -75,7 +84,7 @@ class ConsentPart:
     recipient_org_id: uuid.UUID | None = None
     given_by: str = ""  # patient | guardian; "" when not said: the patient if an adult
     given_by_name: str = ""
-    method: str = "electronic"
+    method: str = "on-file"
     given_at: datetime | None = None
     active: bool = True
     identifiers: list[Identifier] = field(default_factory=list)

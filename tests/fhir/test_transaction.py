@@ -335,7 +335,7 @@ def test_a_referral_bundle_lands_in_the_recipients_inbox(app, world: World, clie
     assert referral.need.domain == "food-insecurity" and referral.need.icd10_code == "Z59.41"
     assert referral.consent.granted_by == "guardian"
     assert referral.consent.granted_by_name == "Carmen Reyes"
-    assert referral.consent.recorded_by_id is None
+    assert referral.consent.recorded_by_id is None and referral.consent.method == "on-file"
     assert str(referral.task.id) == ids["Task"] and referral.task.status == "requested"
     actions = set(
         db.session().scalars(
@@ -351,6 +351,7 @@ def test_a_referral_bundle_lands_in_the_recipients_inbox(app, world: World, clie
     assert "Lucia M Reyes" in inbox
     page = client.get(f"/referrals/{referral.id}").get_data(as_text=True)
     assert "Dr. Amara Okafor" in page and "Lost SNAP benefits last month." in page
+    assert "Carmen Reyes, on file at the referring clinic" in page
 
 
 def test_what_we_serve_carries_the_partners_identifiers(app, world: World) -> None:
