@@ -36,6 +36,10 @@ SERVED: dict[str, tuple[str, dict[str, str]]] = {
             "service-type": "token",
         },
     ),
+    "PractitionerRole": (
+        US_CORE + "us-core-practitionerrole",
+        {"_id": "token", "active": "token", "organization": "reference"},
+    ),
     "Location": (
         US_CORE + "us-core-location",
         {
@@ -56,6 +60,10 @@ SERVED: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "Condition": (
         SDOHCC + "SDOHCC-Condition",
+        {"_id": "token", "category": "token", "patient": "reference"},
+    ),
+    "Goal": (
+        SDOHCC + "SDOHCC-Goal",
         {"_id": "token", "category": "token", "patient": "reference"},
     ),
     "Consent": (SDOHCC + "SDOHCC-Consent", {"_id": "token"}),
@@ -114,9 +122,11 @@ SEARCHED = frozenset(
         "HealthcareService",
         "Location",
         "Patient",
+        "PractitionerRole",
         "QuestionnaireResponse",
         "Observation",
         "Condition",
+        "Goal",
         "Consent",
         "ServiceRequest",
         "Task",

@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from referrals.fhir import profiles as p
+from referrals.loop.lifecycle import OPEN
 from referrals.patients.instruments import INSTRUMENTS, LOINC
-from referrals.patients.needs import ICD_10_CM
+from referrals.patients.needs import ICD_10_CM, goal_codes
 from referrals.terminology import (
+    CALIFORNIA,
     CONSENT_METHOD_LABELS,
     GUARDIAN_RELATIONSHIPS,
     LANGUAGES,
@@ -31,6 +33,7 @@ STATUS_REASON_SYSTEM = "urn:referrals:status-reason"
 ORGANIZATION_KIND_SYSTEM = "urn:referrals:organization-kind"
 ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+GOAL_ACHIEVEMENT_LABELS = {"in-progress": "In Progress", "improving": "Improving"}
 
 # Our organisation kinds in http://terminology.hl7.org/CodeSystem/organization-type
 ORGANIZATION_TYPES = {
@@ -679,6 +682,77 @@ def condition_to_fhir(need: Any, base_url: str) -> Json:
     return resource
 
 
+def has_goal(need: Any) -> bool:
+    """A need has a Goal once the clinician confirmed it and the family wants help with it."""
+    return need.verification == "confirmed" and bool(need.family_priority)
+
+
+def _achievement(referrals: Iterable[Any]) -> tuple[str | None, datetime | None]:
+    """Goal.achievementStatus from the referrals for the need, with the moment it took effect
+    (Goal.statusDate, which the IG asks to keep in step with achievementStatus): `improving`
+    once one completed with an outcome (the latest such), else `in-progress` while one is open
+    (since the first was sent), else nothing: no referral, or only declined, failed or
+    cancelled ones, tell us nothing about the family's progress."""
+    tasks = [r.task for r in referrals if r.task is not None]
+    done = [t for t in tasks if t.status == "completed" and t.output_code]
+    if done:
+        return "improving", max(t.closed_at or t.updated_at for t in done)
+    open_tasks = [t for t in tasks if t.status in OPEN]
+    if open_tasks:
+        return "in-progress", min(t.authored_on for t in open_tasks)
+    return None, None
+
+
+def goal_to_fhir(need: Any, referrals: Iterable[Any], base_url: str) -> Json:
+    """SDOHCC-Goal for a need the clinician confirmed and the family wants help with (same id
+    as the need's Condition, which it `addresses`): lifecycleStatus `active`; achievementStatus
+    from `referrals`, those for this need that the reader may see (see _achievement); category
+    the SDOH domain; description a SNOMED CT goal where one is confirmed, else words
+    (needs.GOAL_CODES); expressedBy the patient, since the family asked for the help;
+    startDate the day the family's wish was recorded; lastUpdated the latest change to it or
+    to those referrals."""
+    if not has_goal(need):
+        raise ValueError("Only a confirmed need the family wants help with has a goal.")
+    referrals = [r for r in referrals if r.need_id == need.id]
+    status, since = _achievement(referrals)
+    decided = need.decided_at or need.recorded_at
+    changed = [decided, *(r.task.updated_at for r in referrals if r.task is not None)]
+    goal = goal_codes(need.domain)
+    codes = (
+        [coding(goal.snomed.system, goal.snomed.code, goal.snomed.display)] if goal.snomed else []
+    )
+    resource = _resource("Goal", need.id, _meta(p.GOAL, max(changed, key=_utc)))
+    resource.update(
+        _drop_empty(
+            {
+                "lifecycleStatus": "active",
+                "achievementStatus": concept(
+                    coding(p.GOAL_ACHIEVEMENT, status, GOAL_ACHIEVEMENT_LABELS[status])
+                )
+                if status
+                else None,
+                "category": [sdoh_category(need.domain)],
+                "description": concept(*codes, text=goal.display),
+                "subject": reference(base_url, "Patient", need.patient_id),
+                "startDate": _day(decided),
+                "expressedBy": reference(base_url, "Patient", need.patient_id),
+                "statusDate": _day(since) if since else None,
+                "addresses": [reference(base_url, "Condition", need.id, need.display)],
+            }
+        )
+    )
+    return resource
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _day(value: datetime) -> str:
+    """The day, in California where our families live, of a moment we store in UTC."""
+    return _utc(value).astimezone(CALIFORNIA).date().isoformat()
+
+
 def _signature_attachment(consent: Any) -> Json:
     method = CONSENT_METHOD_LABELS.get(consent.method, consent.method)
     attachment: Json = {"title": f"Consent to share with {consent.recipient.name}: {method}"}
@@ -983,6 +1057,8 @@ __all__ = [
     "bundle_searchset",
     "condition_to_fhir",
     "consent_to_fhir",
+    "goal_to_fhir",
+    "has_goal",
     "healthcare_service_to_fhir",
     "location_to_fhir",
     "observation_to_fhir",

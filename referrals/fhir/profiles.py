@@ -6,8 +6,8 @@ These are not a full validator (no terminology server, no slicing engine): struc
 by the `fhir.resources` models, these rules add what the profiles say on top. Checked against
 the IG's FSH source (`input/fsh/profiles/*.fsh` of HL7/fhir-sdoh-clinicalcare):
 SDOHCC-TaskForReferralManagement, -ServiceRequest, -Consent, -Condition (with invariants
-SDOH-Con-1/2/3), -ObservationScreeningResponse (SDOH-Obs-4), -Procedure (us-core-7) and
--HealthcareService."""
+SDOH-Con-1/2/3), -ObservationScreeningResponse (SDOH-Obs-4), -Procedure (us-core-7), -Goal (on
+US Core Goal; gol-1) and -HealthcareService."""
 
 from __future__ import annotations
 
@@ -71,6 +71,35 @@ TASK_STATUSES = frozenset(
 )
 # Statuses that need Task.statusReason.text (the IG's comment on statusReason; GRAVITY.md).
 TASK_STATUSES_WITH_REASON = frozenset({"rejected", "cancelled", "on-hold", "failed"})
+# Goal.lifecycleStatus (required binding, GoalLifecycleStatus) and Goal.achievementStatus
+# (preferred binding, goal-achievement: the only codes we check, since we send them).
+GOAL_LIFECYCLE_STATUSES = frozenset(
+    {
+        "proposed",
+        "planned",
+        "accepted",
+        "active",
+        "on-hold",
+        "completed",
+        "cancelled",
+        "entered-in-error",
+        "rejected",
+    }
+)
+GOAL_ACHIEVEMENT = "http://terminology.hl7.org/CodeSystem/goal-achievement"
+GOAL_ACHIEVEMENT_STATUSES = frozenset(
+    {
+        "in-progress",
+        "improving",
+        "worsening",
+        "no-change",
+        "achieved",
+        "sustaining",
+        "not-achieved",
+        "no-progress",
+        "not-attainable",
+    }
+)
 # SDOHCC-ValueSetObservationStatus
 OBSERVATION_STATUSES = frozenset({"final", "corrected", "entered-in-error", "unknown"})
 
@@ -391,6 +420,24 @@ def _procedure(resource: dict[str, Any]) -> Iterable[str]:
         yield "Procedure.code is required"
 
 
+def _goal(resource: dict[str, Any]) -> Iterable[str]:
+    status = resource.get("lifecycleStatus")
+    if status not in GOAL_LIFECYCLE_STATUSES:
+        yield f"Goal.lifecycleStatus {status!r} is not a goal lifecycle status"
+    for achievement in codings(resource.get("achievementStatus")):
+        if achievement.get("system") == GOAL_ACHIEVEMENT and (
+            achievement.get("code") not in GOAL_ACHIEVEMENT_STATUSES
+        ):
+            yield f"Goal.achievementStatus {achievement.get('code')!r} is not in goal-achievement"
+    description = resource.get("description") or {}
+    if not codings(description) and not description.get("text"):
+        yield "Goal.description needs a code or a text (US Core: free text when no code fits)"
+    for target in resource.get("target") or []:
+        has_detail = any(key.startswith("detail") for key in target)
+        if has_detail and not target.get("measure"):  # gol-1
+            yield "Goal.target.measure is required when a target detail is given (gol-1)"
+
+
 def _healthcare_service(resource: dict[str, Any]) -> Iterable[str]:
     if not resource.get("name"):
         yield "HealthcareService.name is expected"
@@ -488,6 +535,22 @@ PROFILE_RULES: dict[str, tuple[Check, ...]] = {
         ),
         _reference_to("partOf", "Task", required=False),
         _task,
+    ),
+    GOAL: (
+        _resource_type("Goal"),
+        _required("lifecycleStatus", "description", "subject"),
+        _reference_to("subject", "Patient"),  # US Core narrows the base's Group, Organization
+        _reference_to(
+            "expressedBy",
+            "Patient",
+            "Practitioner",
+            "PractitionerRole",
+            "RelatedPerson",
+            required=False,
+        ),
+        _reference_to("addresses", "Condition", "Observation", "RiskAssessment", required=False),
+        _sdoh_categories("category"),
+        _goal,
     ),
     PROCEDURE: (
         _resource_type("Procedure"),

@@ -2,11 +2,15 @@
 organisation scoping as the pages, and every read audited.
 
 - The clinic that holds a patient reads everything about them: Patient, the screening
-  (QuestionnaireResponse, Observations), needs (Conditions), consents and its referrals.
+  (QuestionnaireResponse, Observations), needs (Conditions) and the Goals of those the family
+  wants help with, consents and its referrals.
 - A recipient organisation reads what its referrals disclose: the Patient, the ServiceRequest
-  and Task, the Condition a referral is for, the Consent that covers it, the Procedure it
-  recorded. Never the screening answers.
-- The directory (Organization, HealthcareService, Location) is readable by every client."""
+  and Task, the Condition a referral is for and its Goal (its progress as the recipient's own
+  referrals tell it), the Consent that covers it, the Procedure it recorded. Never the
+  screening answers.
+- The directory (Organization, HealthcareService, Location) is readable by every client; the
+  people of an organisation (PractitionerRole, one per membership) only by that
+  organisation."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from referrals import audit
 from referrals.auth.actor import Actor
-from referrals.auth.models import Organization
+from referrals.auth.models import Membership, Organization
 from referrals.db import transaction
 from referrals.directory.models import Location, Service
 from referrals.errors import NotFound
@@ -54,6 +58,19 @@ def _sees_patient(session: Session, actor: Actor, patient: Patient) -> bool:
     return patient.organization_id == actor.org_id or bool(
         _referrals_of(session, actor, patient.id)
     )
+
+
+def _need(session: Session, actor: Actor, key: uuid.UUID) -> tuple[Need | None, list[Referral]]:
+    """The need, if the actor may see it, and the referrals for it the actor may see: every one
+    for the clinic that holds the patient, a recipient's own for a recipient."""
+    need = session.get(Need, key)
+    if need is None:
+        return None, []
+    patient = session.get(Patient, need.patient_id)
+    if patient is not None and patient.organization_id == actor.org_id:
+        return need, list(session.scalars(select(Referral).where(Referral.need_id == need.id)))
+    shared = [r for r in _referrals_of(session, actor, need.patient_id) if r.need_id == need.id]
+    return (need if shared else None), shared
 
 
 def read(actor: Actor, resource_type: str, key: uuid.UUID, base: str) -> dict[str, Any]:
@@ -100,14 +117,20 @@ def _read(
             return None, None
         return mapping.consent_to_fhir(consent, base), consent.patient_id
     if resource_type == "Condition":
-        need = session.get(Need, key)
+        need, _ = _need(session, actor, key)
         if need is None:
             return None, None
-        patient = session.get(Patient, need.patient_id)
-        shared = any(r.need_id == need.id for r in _referrals_of(session, actor, need.patient_id))
-        if patient is None or not (patient.organization_id == actor.org_id or shared):
-            return None, None
         return mapping.condition_to_fhir(need, base), need.patient_id
+    if resource_type == "Goal":  # a need's, same id as its Condition
+        need, referrals = _need(session, actor, key)
+        if need is None or not mapping.has_goal(need):
+            return None, None
+        return mapping.goal_to_fhir(need, referrals, base), need.patient_id
+    if resource_type == "PractitionerRole":
+        membership = session.get(Membership, key)
+        if membership is None or membership.organization_id != actor.org_id:
+            return None, None
+        return mapping.practitioner_role_to_fhir(membership, base), None
     if resource_type == "QuestionnaireResponse":
         screening = session.get(Screening, key)
         if screening is None or screening.organization_id != actor.org_id:

@@ -1,9 +1,10 @@
 """Searching Tasks, the way referral recipients poll (`GET /fhir/Task?owner=...&_lastUpdated=
 gt...`): only Tasks the client's organisation sent or works, newest change last, in pages.
 And searching the other referral resources (Patient, ServiceRequest, Procedure, Condition,
-Observation, QuestionnaireResponse, Consent) with the organisation scoping of reads.py, as
-SQL conditions; and the directory (Organization, HealthcareService, Location), which every
-client reads, the way partners find where to refer. Every search is audited."""
+Goal, Observation, QuestionnaireResponse, Consent) with the organisation scoping of reads.py, as
+SQL conditions; an organisation's own people (PractitionerRole); and the directory
+(Organization, HealthcareService, Location), which every client reads, the way partners find
+where to refer. Every search is audited."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from referrals import audit
 from referrals.auth.actor import Actor
-from referrals.auth.models import Organization, User
+from referrals.auth.models import Membership, Organization, User
 from referrals.db import db, transaction
 from referrals.directory.models import Address, Location, Service, ServiceAtLocation
 from referrals.fhir import disclosure, mapping
@@ -569,8 +570,9 @@ def _procedure_plan(actor: Actor, params: Mapping[str, list[str]], base: str) ->
     )
 
 
-def _condition_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
-    """The clinic's patients' needs; for a recipient, the needs its referrals are for."""
+def _sees_need(actor: Actor) -> ColumnElement[bool]:
+    """The clinic's patients' needs; for a recipient, the needs its referrals are for (with
+    Need joined to its Patient)."""
     referred = (
         select(Referral.id)
         .where(
@@ -580,7 +582,12 @@ def _condition_plan(actor: Actor, params: Mapping[str, list[str]], base: str) ->
         )
         .exists()
     )
-    conditions = [or_(Patient.organization_id == actor.org_id, referred), *_ids(params, Need.id)]
+    return or_(Patient.organization_id == actor.org_id, referred)
+
+
+def _condition_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
+    """The clinic's patients' needs; for a recipient, the needs its referrals are for."""
+    conditions = [_sees_need(actor), *_ids(params, Need.id)]
     conditions += _patients(params, Need.patient_id)
     for value in params.get("category", []):
         conditions.append(
@@ -595,6 +602,39 @@ def _condition_plan(actor: Actor, params: Mapping[str, list[str]], base: str) ->
         (Need.recorded_at, Need.position, Need.id),
         (selectinload(Need.screening),),
         lambda need: mapping.condition_to_fhir(need, base),
+    )
+
+
+def _goal_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
+    """The Goals of the needs a Condition search finds that the clinician confirmed and the
+    family wants help with; each with the referrals for it the actor sees (reads._need)."""
+    conditions = [
+        _sees_need(actor),
+        Need.verification == "confirmed",
+        Need.family_priority.is_(True),
+        *_ids(params, Need.id),
+    ]
+    conditions += _patients(params, Need.patient_id)
+    for value in params.get("category", []):
+        conditions.append(_category(value, set(), lambda d: Need.domain == d))
+    found: dict[uuid.UUID, list[Referral]] = {}
+
+    def prepare(needs: list[Need]) -> None:
+        ids = [need.id for need in needs]
+        if not ids:
+            return
+        query = select(Referral).where(Referral.need_id.in_(ids))
+        for referral in db.session().scalars(query).unique():
+            holder = referral.patient.organization_id == actor.org_id
+            if holder or actor.org_id in {referral.requester_org_id, referral.performer_org_id}:
+                found.setdefault(referral.need_id, []).append(referral)
+
+    return _Plan(
+        select(Need).join(Patient, Patient.id == Need.patient_id).where(*conditions),
+        (Need.recorded_at, Need.position, Need.id),
+        (),
+        lambda need: mapping.goal_to_fhir(need, found.get(need.id, []), base),
+        prepare,
     )
 
 
@@ -668,6 +708,23 @@ def _consent_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _
             selectinload(Consent.recorded_by).selectinload(User.memberships),
         ),
         lambda consent: mapping.consent_to_fhir(consent, base),
+    )
+
+
+def _practitioner_role_plan(actor: Actor, params: Mapping[str, list[str]], base: str) -> _Plan:
+    """The people of the actor's own organisation, one PractitionerRole per membership: no
+    other organisation's (reads.py refuses them too)."""
+    conditions = [Membership.organization_id == actor.org_id, *_ids(params, Membership.id)]
+    for value in params.get("organization", []):
+        refs = _references(value, "organization", "Organization")
+        conditions.append(Membership.organization_id.in_(refs))
+    for active in _booleans(params, "active"):
+        conditions.append(User.active.is_(active))
+    return _Plan(
+        select(Membership).join(User, User.id == Membership.user_id).where(*conditions),
+        (Membership.created_at, Membership.id),
+        (joinedload(Membership.user),),
+        lambda membership: mapping.practitioner_role_to_fhir(membership, base),
     )
 
 
@@ -833,6 +890,8 @@ _PLANS: dict[str, Callable[[Actor, Mapping[str, list[str]], str], _Plan]] = {
     "ServiceRequest": _service_request_plan,
     "Procedure": _procedure_plan,
     "Condition": _condition_plan,
+    "Goal": _goal_plan,
+    "PractitionerRole": _practitioner_role_plan,
     "Observation": _observation_plan,
     "QuestionnaireResponse": _questionnaire_response_plan,
     "Consent": _consent_plan,

@@ -1,5 +1,6 @@
-"""One terminology table: the SNOMED CT finding and ICD-10-CM code a need (an SDOHCC-Condition)
-carries for each SDOH domain. Pure: no Flask, no database.
+"""The terminology of needs: the SNOMED CT finding and ICD-10-CM code a need (an SDOHCC-Condition)
+carries for each SDOH domain, and what the goal of helping with it (an SDOHCC-Goal) aims at.
+Pure: no Flask, no database.
 
 Where a code could not be confirmed against the SDOHCC IG (2.3.0) or the ICD-10-CM code list, it
 is left out (None) and the comment says why: a need is then recorded with its SDOH category and
@@ -125,3 +126,50 @@ def need_codes(domain: str) -> NeedCodes:
     if domain not in SDOH_CATEGORIES:
         raise ValueError(f"{domain!r} is not an SDOH domain of the SDOHCC category value set.")
     return NeedCodes(domain, SDOH_CATEGORIES[domain], None, None)
+
+
+# --- goals --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoalCodes:
+    """What an SDOHCC-Goal for a need of this domain aims at: Goal.description."""
+
+    domain: str  # SDOHCC-ValueSetSDOHCategory code
+    display: str  # Goal.description.text
+    snomed: Coding | None
+
+
+# The IG binds Goal.description per domain to Gravity's VSAC goal value sets, whose members are
+# not in the IG's source: a code is used only where an HL7 example confirms it; every other
+# domain's goal is described in words (the IG: "If no code is available, use
+# CodeableConcept.text").
+GOAL_CODES: dict[str, GoalCodes] = {
+    goal.domain: goal
+    for goal in (
+        # SDOHCC-GoalFoodSecurityExample (it addresses SDOHCC-ConditionFoodInsecurityExample).
+        GoalCodes("food-insecurity", "Food security", _sct("1078229009", "Food security")),
+        GoalCodes("housing-instability", "Housing stability", None),
+        GoalCodes("homelessness", "Stable housing", None),
+        GoalCodes("inadequate-housing", "Adequate housing", None),
+        GoalCodes("transportation-insecurity", "Transportation security", None),
+        GoalCodes("utility-insecurity", "Utility security", None),
+        GoalCodes("intimate-partner-violence", "Safety from intimate partner violence", None),
+        # US Core's SDOH goal example (goal-sdoh-2, in HL7/US-Core input/examples).
+        GoalCodes(
+            "employment-status", "In paid employment", _sct("406156006", "In paid employment")
+        ),
+        GoalCodes("social-connection", "Social connection", None),
+        GoalCodes("material-hardship", "Material needs met", None),
+    )
+}
+
+
+def goal_codes(domain: str) -> GoalCodes:
+    """The goal for a need of an SDOH domain; in words naming the domain when we have none of
+    our own. A domain outside the SDOHCC category value set is an error."""
+    if domain in GOAL_CODES:
+        return GOAL_CODES[domain]
+    if domain not in SDOH_CATEGORIES:
+        raise ValueError(f"{domain!r} is not an SDOH domain of the SDOHCC category value set.")
+    return GoalCodes(domain, f"{SDOH_CATEGORIES[domain]} addressed", None)

@@ -11,9 +11,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import select
 
-from referrals.auth.models import Membership
 from referrals.db import db
 from referrals.directory.models import Service
 from referrals.directory.service import add_service, register_organization
@@ -359,23 +357,6 @@ def test_a_search_finds_what_a_read_gives(
         read = reader.response(f"{resource_type}/{resource['id']}")
         assert read.status_code == 200
         assert read.get_json() == resource
-
-
-def test_staff_are_neither_read_nor_searched(app, world: World, directory: Directory) -> None:
-    """PractitionerRole (a person's membership) is not served: a search must not show what a
-    read refuses, for the organisation's own staff or another's."""
-    membership = db.session().scalar(select(Membership))
-    db.session.remove()
-    for org in ("food", "clinic"):
-        client = Client(app, world, org)
-        for query in (
-            f"PractitionerRole/{membership.id}",
-            f"PractitionerRole?organization={membership.organization_id}",
-            "PractitionerRole",
-        ):
-            response = client.response(query)
-            assert response.status_code == 404, query
-            assert "We do not serve PractitionerRole" in outcome(response).issue[0].diagnostics
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,11 @@ from flask import Flask
 from jsonschema import Draft6Validator
 from sqlalchemy import select
 
-from referrals.auth.models import Organization
+from referrals.auth.models import Membership, Organization
 from referrals.db import db, transaction
 from referrals.directory.models import Schedule, Service
 from referrals.directory.service import add_service
+from referrals.fhir import mapping
 from referrals.fhir.capability import SEARCHED, SERVED
 from referrals.loop.models import Referral
 from referrals.loop.service import revoke_consent
@@ -217,6 +218,11 @@ def _serve(app: Flask) -> dict[str, list[Served]]:
     teen_task = teen_referral.task.id
     observations = list(session.scalars(select(ScreeningObservation.id)))
     conditions = list(session.scalars(select(Need.id)))
+    goals = [n.id for n in session.scalars(select(Need)) if mapping.has_goal(n)]
+    clinic_org = world.orgs["clinic"].id
+    roles = list(
+        session.scalars(select(Membership.id).where(Membership.organization_id == clinic_org))
+    )
     consents = [food.consent_id, teen_referral.consent_id, leo_referral.consent_id]
     patients = [maya.id, teen.id, leo.id]
     db.session.remove()
@@ -308,6 +314,8 @@ def _serve(app: Flask) -> dict[str, list[Served]]:
         "QuestionnaireResponse": [screening_id, teen_screening],
         "Observation": observations,
         "Condition": conditions,
+        "Goal": goals,
+        "PractitionerRole": roles,
         "Consent": consents,
         "ServiceRequest": [food_id, housing_id, teen_referral.id, leo_referral.id],
         "Task": [food_task, housing_task, teen_task, leo_referral.task.id],
