@@ -86,6 +86,9 @@ def create_app(config: dict | None = None) -> Flask:
         csrf.exempt(bp)  # machine clients: signed assertions and bearer tokens, not cookies
 
     import referrals.notify.service  # noqa: F401  (registers the sms.notice job handler)
+    from referrals.exchange import service as exchange
+
+    exchange.register()  # pushes referral changes to the peers that must know
     from referrals.cli import register_commands
 
     register_commands(app)

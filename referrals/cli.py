@@ -15,11 +15,13 @@ from referrals.errors import InvalidInput
 def register_commands(app: Flask) -> None:
     from referrals.directory.commands import register_commands as directory_commands
     from referrals.directory.hsds.commands import register_commands as hsds_commands
+    from referrals.exchange.cli import register as exchange_commands
     from referrals.fhir.cli import register as api_client_commands
 
     directory_commands(app)
     hsds_commands(app)
     api_client_commands(app)
+    exchange_commands(app)
 
     @app.cli.command("db-upgrade")
     @click.option("--revision", default="head", show_default=True, help="Target revision.")

@@ -59,6 +59,11 @@ class Settings:
     twilio_from_number: str = ""
     twilio_timeout_seconds: float = 10.0
     twilio_api_base_url: str = ""  # empty: Twilio's own API
+    # The exchange: our signing key (PEM, RS384) for SMART Backend Services at peers; empty:
+    # one kept in instance/ (not in production). Peers' answers wait this long at most.
+    exchange_key_file: str = ""
+    exchange_timeout_seconds: float = 15.0
+    exchange_poll_seconds: float = 300.0  # how often `serve` polls peers that poll
     worker_poll_seconds: float = 2.0
     job_max_attempts: int = 8
     log_level: str = "INFO"

@@ -21,6 +21,7 @@ from referrals.directory.models import (
     TaxonomyTerm,
 )
 from referrals.directory.search import SearchHours, SearchRow  # noqa: F401 (search tables)
+from referrals.exchange.models import ExchangeLink, ExchangePeer, PeerOrganization
 from referrals.fhir.oauth import ApiClient, ApiToken, UsedAssertion
 from referrals.identifiers import PartnerIdentifier
 from referrals.jobs import Job
@@ -45,6 +46,8 @@ __all__ = [
     "Consent",
     "Contact",
     "CostOption",
+    "ExchangeLink",
+    "ExchangePeer",
     "Guardian",
     "InboundMessage",
     "Job",
@@ -55,6 +58,7 @@ __all__ = [
     "Need",
     "Organization",
     "PartnerIdentifier",
+    "PeerOrganization",
     "Patient",
     "Phone",
     "Program",

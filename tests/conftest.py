@@ -38,9 +38,10 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def app(database_url: str) -> Flask:
+def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Flask:
     return create_app(
         {
+            "exchange_key_file": str(tmp_path_factory.mktemp("keys") / "exchange_key.pem"),
             "env": "test",
             "database_url": database_url,
             "secret_key": "test-secret-key",

@@ -170,6 +170,15 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
         school=200,
         admin=200,
     ),
+    ("GET", "/fhir/.well-known/smart-configuration"): dict(
+        anonymous=200,
+        clinician=200,
+        other_clinician=200,
+        food=200,
+        food_admin=200,
+        school=200,
+        admin=200,
+    ),
     # The FHIR API: a bearer token, never a session.
     ("GET", "/fhir/metadata"): dict(
         anonymous=200,

@@ -697,8 +697,10 @@ def smart_configuration() -> dict[str, Any]:
 
 
 @bp.get("/.well-known/smart-configuration")
+@bp.get("/fhir/.well-known/smart-configuration")
 def well_known() -> Response:
-    """SMART discovery (App Launch 2.x §Conformance) for backend services."""
+    """SMART discovery (App Launch 2.x §Conformance) for backend services: at the FHIR base, where
+    SMART clients look, and at the server's root."""
     response = _json(smart_configuration(), 200)
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response

@@ -262,3 +262,26 @@ def available_actions(status: Status, side: Side | None) -> list[Action]:
         and status in rule.sources
         and (status not in TERMINAL or action is Action.ENTER_IN_ERROR)
     ]
+
+
+def path(side: Side, start: Status, goal: Status) -> list[Action]:
+    """The fewest moves `side` may make to take a Task from `start` to `goal` (a partner's copy
+    that moved several steps between two looks: requested → accepted → completed); [] when
+    already there or when no path exists."""
+    if start == goal:
+        return []
+    frontier: list[tuple[Status, list[Action]]] = [(start, [])]
+    seen = {start}
+    while frontier:
+        status, moves = frontier.pop(0)
+        for action, rule in RULES.items():
+            if rule.target is None or side not in rule.sides or status not in rule.sources:
+                continue
+            if action is Action.ENTER_IN_ERROR and goal is not Status.ENTERED_IN_ERROR:
+                continue
+            if rule.target == goal:
+                return [*moves, action]
+            if rule.target not in seen and rule.target not in TERMINAL:
+                seen.add(rule.target)
+                frontier.append((rule.target, [*moves, action]))
+    return []

@@ -4,7 +4,7 @@ that writes referrals; every entry point (pages, FHIR API, CLI) calls these."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
@@ -135,7 +135,15 @@ def add_timeline_event(
     return event
 
 
+# Called in the transaction of every referral event that notifies (sent, a status move):
+# other packages (the exchange) register here to enqueue their own outbox jobs.
+ChangeListener = Callable[[Session, ReferralEvent], None]
+CHANGE_LISTENERS: list[ChangeListener] = []
+
+
 def _notify(session: Session, event: ReferralEvent) -> None:
+    for listener in CHANGE_LISTENERS:
+        listener(session, event)
     jobs.enqueue(
         session,
         NOTICE_JOB,

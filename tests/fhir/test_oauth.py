@@ -514,6 +514,9 @@ def test_the_smart_configuration_describes_backend_services(http):
     assert doc["token_endpoint_auth_signing_alg_values_supported"] == ["RS384", "ES384"]
     assert doc["capabilities"] == ["client-confidential-asymmetric"]
     assert "system/*.read" in doc["scopes_supported"]
+    # SMART clients look for it at the FHIR base.
+    at_base = http.get("/fhir/.well-known/smart-configuration")
+    assert at_base.status_code == 200 and at_base.get_json() == doc
 
 
 def test_register_api_client_prints_the_client_id(app, world, tmp_path):

@@ -1,0 +1,597 @@
+"""Use cases of the exchange: configure peers, push our referrals' changes to the peers that
+must know (an outbox job per change), and follow the Tasks peers hold by polling, mirroring
+their moves here through the same lifecycle, audit and family notices as the pages.
+
+A peer serves organisations of our directory. For one that works on the peer (`remote_id`),
+we send our referrals to it there and mirror back what its staff do; for one that works
+here, the peer (the health information exchange) is told of each change."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from referrals import audit, jobs
+from referrals.auth.actor import Actor
+from referrals.auth.models import Organization
+from referrals.auth.roles import Role
+from referrals.db import transaction, utcnow
+from referrals.errors import Forbidden, InvalidInput, NotFound
+from referrals.exchange import bundles
+from referrals.exchange.client import Peer, PeerClient, PeerConflict, PeerError
+from referrals.exchange.models import ExchangeLink, ExchangePeer, PeerOrganization
+from referrals.loop import service as loop
+from referrals.loop.lifecycle import Side, Status, normalize_status, path
+from referrals.loop.models import Referral, ReferralEvent
+
+log = logging.getLogger(__name__)
+
+PUSH_JOB = "exchange.push"
+
+# The peer whose change is being mirrored here: it is not told of it again.
+_mirroring: contextvars.ContextVar[uuid.UUID | None] = contextvars.ContextVar(
+    "exchange_mirroring", default=None
+)
+
+
+def base_url() -> str:
+    return current_app.config["SETTINGS"].public_base_url.rstrip("/") + "/fhir"
+
+
+def snapshot(peer: ExchangePeer) -> Peer:
+    return Peer(peer.id, peer.name, peer.base_url, peer.token_url, peer.client_id, peer.scope)
+
+
+# --- configuring peers ------------------------------------------------------------------------
+
+
+def _require_admin(actor: Actor) -> None:
+    if not actor.is_system and actor.role is not Role.NETWORK_ADMIN:
+        raise Forbidden("Only network administrators configure the exchange.")
+
+
+def add_peer(
+    actor: Actor,
+    *,
+    name: str,
+    base_url: str,
+    client_id: str,
+    token_url: str = "",
+    scope: str = "system/*.read system/*.write",
+    push: bool = True,
+    poll: bool = False,
+    organizations: dict[str, str | None] | None = None,
+) -> ExchangePeer:
+    """A peer and the organisations it serves ({our organisation's name: its id there, or None
+    when it works here})."""
+    _require_admin(actor)
+    if not base_url.startswith(("http://", "https://")):
+        raise InvalidInput("A peer's FHIR base is an http(s) URL.", {"base_url": ["A URL."]})
+    with transaction() as session:
+        if session.scalar(select(ExchangePeer.id).where(ExchangePeer.name == name)):
+            raise InvalidInput("That name is taken.", {"name": ["Another peer has it."]})
+        peer = ExchangePeer(
+            name=name,
+            base_url=base_url.rstrip("/"),
+            token_url=token_url,
+            client_id=client_id,
+            scope=scope,
+            push=push,
+            poll=poll,
+        )
+        for org_name, remote_id in (organizations or {}).items():
+            org = session.scalar(select(Organization).where(Organization.name == org_name))
+            if org is None:
+                raise InvalidInput(
+                    f"No organisation is called {org_name}.",
+                    {"organizations": [f"{org_name} is not in the directory."]},
+                )
+            peer.organizations.append(PeerOrganization(organization=org, remote_id=remote_id))
+        session.add(peer)
+        session.flush()
+        audit.record(session, actor, "exchange.peer.create", "ExchangePeer", peer.id)
+        if poll:
+            schedule_poll(session, peer.id)
+    return peer
+
+
+# --- pushing ----------------------------------------------------------------------------------
+
+
+def _peers_for(session: Session, referral: Referral) -> list[ExchangePeer]:
+    orgs = {referral.requester_org_id, referral.performer_org_id}
+    return list(
+        session.scalars(
+            select(ExchangePeer)
+            .join(PeerOrganization)
+            .where(
+                ExchangePeer.active,
+                ExchangePeer.push,
+                PeerOrganization.organization_id.in_(orgs),
+            )
+            .distinct()
+        )
+    )
+
+
+def on_referral_change(session: Session, event: ReferralEvent) -> None:
+    """In the change's own transaction: a push job for each peer that must know of it (not the
+    peer the change came from)."""
+    referral = session.get(Referral, event.referral_id)
+    if referral is None:
+        return
+    for peer in _peers_for(session, referral):
+        if peer.id == _mirroring.get():
+            continue
+        jobs.enqueue(
+            session,
+            PUSH_JOB,
+            {"peer_id": str(peer.id), "referral_id": str(referral.id)},
+            f"{PUSH_JOB}:{peer.id}:{event.id}",
+            max_attempts=current_app.config["SETTINGS"].job_max_attempts,
+        )
+
+
+def _remote_org(peer: ExchangePeer):
+    remote = {o.organization_id: o.remote_id for o in peer.organizations if o.remote_id}
+    return lambda org_id: remote.get(org_id)
+
+
+def _link(session: Session, peer_id: uuid.UUID, referral_id: uuid.UUID) -> ExchangeLink:
+    link = session.scalar(
+        select(ExchangeLink).where(
+            ExchangeLink.peer_id == peer_id, ExchangeLink.referral_id == referral_id
+        )
+    )
+    if link is None:
+        link = ExchangeLink(peer_id=peer_id, referral_id=referral_id)
+        session.add(link)
+        session.flush()
+    return link
+
+
+@jobs.handler(PUSH_JOB)
+def push_job(session: Session, payload: dict) -> None:
+    push(session, uuid.UUID(payload["peer_id"]), uuid.UUID(payload["referral_id"]))
+
+
+def push(session: Session, peer_id: uuid.UUID, referral_id: uuid.UUID) -> None:
+    """Bring the peer's copy of the referral up to date: create it there (a transaction), or
+    update its Task with the version we last saw (a 412 re-reads it and tries once more).
+    Nothing is held open while the peer works; the outcome is kept on the referral's link."""
+    peer = session.get(ExchangePeer, peer_id)
+    referral = session.get(Referral, referral_id)
+    if peer is None or referral is None or not peer.active or not peer.push:
+        return
+    link = _link(session, peer.id, referral.id)
+    version = referral.task.version
+    if link.pushed_version is not None and link.pushed_version >= version:
+        session.commit()
+        return  # a later job already sent this (jobs may run out of order)
+    remote_org = _remote_org(peer)
+    base = base_url()
+    creating = link.remote_task_id is None
+    if creating:
+        body = bundles.referral_bundle(referral, base, remote_org)
+    else:
+        body = bundles.task_for_peer(referral, base, link, remote_org)
+    remote_version = link.remote_version
+    client = PeerClient(snapshot(peer))
+    session.commit()
+    try:
+        if creating:
+            answer = client.transaction(body)
+            found = {kind: (key, v) for kind, key, v in bundles.located(answer)}
+            outcome: dict[str, Any] = {
+                "remote_patient_id": found.get("Patient", (None, None))[0],
+                "remote_request_id": found.get("ServiceRequest", (None, None))[0],
+                "remote_task_id": found.get("Task", (None, None))[0],
+                "remote_version": found.get("Task", (None, None))[1],
+            }
+        else:
+            try:
+                updated = client.update(body, remote_version)
+            except PeerConflict:
+                current = client.read("Task", body["id"])
+                updated = client.update(body, current["meta"]["versionId"])
+            outcome = {"remote_version": (updated or {}).get("meta", {}).get("versionId")}
+    except PeerError as err:
+        _record_error(peer_id, referral_id, str(err))
+        if not err.retryable:
+            raise jobs.PermanentJobError(str(err)) from None
+        raise
+    link = _link(session, peer_id, referral_id)
+    for key, value in outcome.items():
+        if value is not None:
+            setattr(link, key, value)
+    link.pushed_version = max(version, link.pushed_version or 0)
+    link.pushed_at = utcnow()
+    link.last_error = ""
+    link.last_error_at = None
+
+
+def _record_error(peer_id: uuid.UUID, referral_id: uuid.UUID, error: str) -> None:
+    with transaction() as session:
+        link = _link(session, peer_id, referral_id)
+        link.last_error = error[:2000]
+        link.last_error_at = utcnow()
+
+
+# --- following the peer's Tasks ----------------------------------------------------------------
+
+
+def peer_actor(org: Organization, peer: ExchangePeer) -> Actor:
+    """Who a move mirrored from the peer is made by: the organisation that made it there."""
+    return Actor(
+        user_id=None,
+        user_name=f"{org.name} on {peer.name}"[:200],
+        org_id=org.id,
+        org_name=org.name,
+        org_kind=org.org_kind,
+        role=Role.CBO_STAFF,
+    )
+
+
+@contextmanager
+def _from_peer(peer_id: uuid.UUID) -> Iterator[None]:
+    token = _mirroring.set(peer_id)
+    try:
+        yield
+    finally:
+        _mirroring.reset(token)
+
+
+def poll(peer_id: uuid.UUID) -> dict[str, int]:
+    """One pass over the Tasks the peer changed since the last pass: each one of ours that
+    moved there moves here. Returns counts (seen, mirrored, failed)."""
+    with transaction() as session:
+        peer = session.get(ExchangePeer, peer_id)
+        if peer is None:
+            raise NotFound("No such peer.")
+        client = PeerClient(snapshot(peer))
+        cursor = peer.poll_cursor
+    counts = {"seen": 0, "mirrored": 0, "failed": 0}
+    newest = cursor
+    params = {"_count": "100"}
+    if cursor:
+        params["_lastUpdated"] = f"gt{cursor}"
+    try:
+        remote_tasks = list(client.search("Task", params))
+    except PeerError as err:
+        with transaction() as session:
+            peer = session.get(ExchangePeer, peer_id)
+            peer.last_error = str(err)[:2000]
+            peer.last_polled_at = utcnow()
+        raise
+    for task in remote_tasks:
+        counts["seen"] += 1
+        updated = (task.get("meta") or {}).get("lastUpdated") or ""
+        try:
+            if mirror(peer_id, task, client):
+                counts["mirrored"] += 1
+        except Exception as err:  # one bad Task does not stop the pass; it is retried next time
+            counts["failed"] += 1
+            log.warning(
+                "exchange: Task %s from peer %s not mirrored: %s", task.get("id"), peer_id, err
+            )
+            continue
+        newest = max(newest, updated)
+    with transaction() as session:
+        peer = session.get(ExchangePeer, peer_id)
+        if not counts["failed"]:
+            peer.poll_cursor = newest
+        peer.last_polled_at = utcnow()
+        peer.last_error = ""
+    return counts
+
+
+def mirror(peer_id: uuid.UUID, task: dict[str, Any], client: PeerClient | None = None) -> bool:
+    """Make our copy of a referral follow the peer's Task (a newer version than we saw):
+    the moves between our status and theirs, by their organisation. False if not ours or not
+    newer."""
+    from referrals.fhir.tasks import update_form
+
+    with transaction() as session:
+        link = session.scalar(
+            select(ExchangeLink).where(
+                ExchangeLink.peer_id == peer_id, ExchangeLink.remote_task_id == task.get("id")
+            )
+        )
+        if link is None:
+            return False
+        remote_version = str((task.get("meta") or {}).get("versionId") or "")
+        if link.remote_version and remote_version and _older(remote_version, link.remote_version):
+            return False
+        if remote_version and remote_version == link.remote_version:
+            return False
+        referral = session.get(Referral, link.referral_id)
+        peer = link.peer
+        org = session.get(Organization, referral.performer_org_id)
+        actor = peer_actor(org, peer)
+        referral_id, base = referral.id, base_url()
+        client = client or PeerClient(snapshot(peer))
+    goal = normalize_status(task.get("status") or "")
+    incoming = {k: v for k, v in task.items() if k not in {"focus", "for", "owner", "id"}}
+    with _from_peer(peer_id):
+        current = _our_task(referral_id, base)
+        start = Status(current["status"])
+        moves = path(Side.RECIPIENT, start, goal)
+        for n, action in enumerate(moves):
+            current = _our_task(referral_id, base)
+            last = n == len(moves) - 1
+            step = incoming if last else {"status": _after(action)}
+            form = update_form(step, current, _procedure_code(client))
+            loop.change_referral(actor, referral_id, form)
+        if not moves and goal == start and incoming.get("note"):
+            form = update_form(incoming, current, _procedure_code(client))
+            if form.get("action"):
+                loop.change_referral(actor, referral_id, form)
+    with transaction() as session:
+        link = session.scalar(
+            select(ExchangeLink).where(
+                ExchangeLink.peer_id == peer_id, ExchangeLink.remote_task_id == task.get("id")
+            )
+        )
+        link.remote_version = remote_version or link.remote_version
+        link.pulled_at = utcnow()
+        # What the peer now holds is what we hold: no push back of the same state.
+        link.pushed_version = session.get(Referral, referral_id).task.version
+    return True
+
+
+def _older(version: str, than: str) -> bool:
+    try:
+        return int(version) < int(than)
+    except ValueError:
+        return False
+
+
+def _after(action) -> str:
+    from referrals.loop.lifecycle import RULES
+
+    target = RULES[action].target
+    return target.value if target else ""
+
+
+def _our_task(referral_id: uuid.UUID, base: str) -> dict[str, Any]:
+    from referrals.fhir.mapping import task_to_fhir
+
+    with transaction() as session:
+        referral = session.get(Referral, referral_id)
+        return task_to_fhir(referral.task, base)
+
+
+def _procedure_code(client: PeerClient):
+    """What a Procedure on the peer says was done (its SNOMED CT code)."""
+    from referrals.terminology import SNOMED
+
+    def code(reference: str) -> str | None:
+        parts = reference.rstrip("/").split("/")
+        if len(parts) < 2 or parts[-2] != "Procedure":
+            return None
+        try:
+            procedure = client.read("Procedure", parts[-1])
+        except PeerError:
+            return None
+        for coding in (procedure.get("code") or {}).get("coding") or []:
+            if coding.get("system") == SNOMED:
+                return coding.get("code")
+        return None
+
+    return code
+
+
+# --- what admins see -------------------------------------------------------------------------
+
+
+def sync_states(actor: Actor, limit: int = 100) -> list[ExchangeLink]:
+    _require_admin(actor)
+    with transaction() as session:
+        return list(
+            session.scalars(
+                select(ExchangeLink)
+                .order_by(
+                    ExchangeLink.last_error_at.desc().nulls_last(),
+                    ExchangeLink.pushed_at.desc().nulls_last(),
+                )
+                .limit(limit)
+            )
+        )
+
+
+def peers(actor: Actor) -> list[ExchangePeer]:
+    _require_admin(actor)
+    with transaction() as session:
+        return list(session.scalars(select(ExchangePeer).order_by(ExchangePeer.name)))
+
+
+def dead_pushes(actor: Actor) -> list[jobs.Job]:
+    _require_admin(actor)
+    with transaction() as session:
+        return list(
+            session.scalars(
+                select(jobs.Job)
+                .where(jobs.Job.kind == PUSH_JOB, jobs.Job.status == jobs.DEAD)
+                .order_by(jobs.Job.finished_at.desc())
+                .limit(100)
+            )
+        )
+
+
+def retry_push(actor: Actor, job_id: uuid.UUID) -> None:
+    """Give a dead push another round of attempts."""
+    _require_admin(actor)
+    with transaction() as session:
+        job = session.get(jobs.Job, job_id)
+        if job is None or job.kind != PUSH_JOB or job.status != jobs.DEAD:
+            raise NotFound("No such failed push.")
+        job.status, job.attempts, job.run_after = jobs.QUEUED, 0, utcnow()
+        job.finished_at = None
+        audit.record(session, actor, "exchange.push.retry", "Job", job.id)
+
+
+def register() -> None:
+    """Listen to referral changes (called once by the app factory)."""
+    if on_referral_change not in loop.CHANGE_LISTENERS:
+        loop.CHANGE_LISTENERS.append(on_referral_change)
+
+
+# --- polling on a schedule --------------------------------------------------------------------
+
+POLL_JOB = "exchange.poll"
+
+
+def schedule_poll(session: Session, peer_id: uuid.UUID, *, delay: float = 0.0) -> None:
+    """The peer's next polling pass, `delay` seconds from now (one per time slot)."""
+    from datetime import timedelta
+
+    when = utcnow() + timedelta(seconds=delay)
+    interval = max(1.0, current_app.config["SETTINGS"].exchange_poll_seconds)
+    slot = int(when.timestamp() // interval)
+    job = jobs.enqueue(session, POLL_JOB, {"peer_id": str(peer_id)}, f"{POLL_JOB}:{peer_id}:{slot}")
+    if job.status == jobs.QUEUED and job.attempts == 0:
+        job.run_after = max(job.run_after, when)
+
+
+def _poll_again(session: Session, payload: dict, _error: str = "") -> None:
+    peer = session.get(ExchangePeer, uuid.UUID(payload["peer_id"]))
+    if peer is not None and peer.active and peer.poll:
+        schedule_poll(session, peer.id, delay=current_app.config["SETTINGS"].exchange_poll_seconds)
+
+
+@jobs.handler(POLL_JOB, on_dead=_poll_again)
+def poll_job(session: Session, payload: dict) -> None:
+    """One polling pass, then the next one scheduled (also when this one is given up)."""
+    session.commit()
+    peer = session.get(ExchangePeer, uuid.UUID(payload["peer_id"]))
+    if peer is None or not peer.active or not peer.poll:
+        return
+    session.commit()
+    poll(peer.id)
+    _poll_again(session, payload)
+
+
+# --- the admins' Exchange page ----------------------------------------------------------------
+
+from dataclasses import dataclass  # noqa: E402  (this section is read-only and self-contained)
+from datetime import datetime  # noqa: E402
+
+
+@dataclass(frozen=True)
+class PushRow:
+    """A push as the Exchange page lists it: which referral, to which peer, how it ended.
+    Ids and statuses only: nothing about the patient."""
+
+    job_id: uuid.UUID
+    status: str  # the job's: dead, or queued again
+    finished_at: datetime | None
+    attempts: int
+    error: str
+    referral_id: uuid.UUID | None
+    referral_status: str
+    peer_name: str
+
+
+@dataclass(frozen=True)
+class SyncRow:
+    """One referral's copy on one peer, as the Exchange page lists it."""
+
+    referral_id: uuid.UUID
+    referral_status: str
+    peer_name: str
+    remote_task_id: str | None
+    remote_version: str | None
+    pushed_at: datetime | None
+    pulled_at: datetime | None
+    error: str
+    error_at: datetime | None
+
+
+def _task_statuses(session: Session, referral_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    from referrals.loop.models import Task
+
+    if not referral_ids:
+        return {}
+    query = select(Task.referral_id, Task.status).where(Task.referral_id.in_(referral_ids))
+    return {referral_id: status for referral_id, status in session.execute(query)}
+
+
+def _payload_id(payload: dict, key: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(payload.get(key)))
+    except ValueError:
+        return None
+
+
+def _push_rows(session: Session, push_jobs: list[jobs.Job]) -> list[PushRow]:
+    referral_ids = {i for j in push_jobs if (i := _payload_id(j.payload, "referral_id"))}
+    peer_ids = {i for j in push_jobs if (i := _payload_id(j.payload, "peer_id"))}
+    statuses = _task_statuses(session, referral_ids)
+    query = select(ExchangePeer.id, ExchangePeer.name).where(ExchangePeer.id.in_(peer_ids))
+    names = {peer_id: name for peer_id, name in session.execute(query)}
+    rows = []
+    for job in push_jobs:
+        referral_id = _payload_id(job.payload, "referral_id")
+        peer_id = _payload_id(job.payload, "peer_id")
+        rows.append(
+            PushRow(
+                job_id=job.id,
+                status=job.status,
+                finished_at=job.finished_at,
+                attempts=job.attempts,
+                error=job.last_error,
+                referral_id=referral_id,
+                referral_status=statuses.get(referral_id, "") if referral_id else "",
+                peer_name=names.get(peer_id, "a removed peer") if peer_id else "",
+            )
+        )
+    return rows
+
+
+def failed_pushes(actor: Actor) -> list[PushRow]:
+    """Dead pushes, newest first, with the referral and the peer each was for."""
+    dead = dead_pushes(actor)
+    with transaction() as session:
+        return _push_rows(session, dead)
+
+
+def push_row(actor: Actor, job_id: uuid.UUID) -> PushRow:
+    """One push, whatever its state (the row an admin just retried)."""
+    _require_admin(actor)
+    with transaction() as session:
+        job = session.get(jobs.Job, job_id)
+        if job is None or job.kind != PUSH_JOB:
+            raise NotFound("No such push.")
+        return _push_rows(session, [job])[0]
+
+
+def sync_overview(actor: Actor, limit: int = 100) -> list[SyncRow]:
+    """Each referral's sync state on each peer, newest problems first, then newest pushes."""
+    from referrals.redact import redact
+
+    links = sync_states(actor, limit)
+    with transaction() as session:
+        statuses = _task_statuses(session, {link.referral_id for link in links})
+    return [
+        SyncRow(
+            referral_id=link.referral_id,
+            referral_status=statuses.get(link.referral_id, ""),
+            peer_name=link.peer.name,
+            remote_task_id=link.remote_task_id,
+            remote_version=link.remote_version,
+            pushed_at=link.pushed_at,
+            pulled_at=link.pulled_at,
+            # What the peer said can quote what we sent: numbers are taken out, as in job errors.
+            error=redact(link.last_error),
+            error_at=link.last_error_at,
+        )
+        for link in links
+    ]
