@@ -68,12 +68,13 @@ def create_app(config: dict | None = None) -> Flask:
     from referrals.directory.api import bp as hsds_bp
     from referrals.directory.listing_views import bp as listings_bp
     from referrals.directory.search_views import bp as directory_bp
+    from referrals.exchange.views import bp as exchange_bp
     from referrals.loop.views import bp as loop_bp
     from referrals.notify.webhooks import bp as sms_bp
     from referrals.patients.screening_views import bp as screenings_bp
     from referrals.patients.views import bp as patients_bp
 
-    blueprints = (auth_bp, patients_bp, screenings_bp, loop_bp, admin_bp, directory_bp)
+    blueprints = (auth_bp, patients_bp, screenings_bp, loop_bp, admin_bp, directory_bp, exchange_bp)
     for bp in (*blueprints, hsds_bp, listings_bp, sms_bp):
         app.register_blueprint(bp)
     csrf.exempt(hsds_bp)  # read-only and public: GET only

@@ -108,6 +108,12 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/admin/jobs/{job}/retry"): dict(
         clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=404
     ),
+    ("GET", "/admin/exchange"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=200
+    ),
+    ("POST", "/admin/exchange/pushes/{job}/retry"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=404
+    ),
     ("GET", "/listings"): dict(
         clinician=403, other_clinician=403, food=403, food_admin=200, school=403, admin=403
     ),
