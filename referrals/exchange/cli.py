@@ -104,8 +104,8 @@ def register(app: Flask) -> None:
                 failed = True
                 continue
             click.echo(
-                f"{name}: {counts['seen']} Tasks changed there, {counts['mirrored']} mirrored "
-                f"here, {counts['failed']} failed."
+                f"{name}: Tasks changed there {counts['seen']}, mirrored here "
+                f"{counts['mirrored']}, failed {counts['failed']}."
             )
         sys.exit(1 if failed else 0)
 
