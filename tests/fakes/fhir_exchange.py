@@ -1070,7 +1070,15 @@ class FakeExchange:
             {"name": "type", "valueCode": kind},
             {
                 "name": "events-since-subscription-start",
-                "valueString": str(0 if kind == "handshake" else state.events),
+                # In a notification: the count when its event happened (a later event may
+                # already have been counted by the time this one is sent).
+                "valueString": str(
+                    0
+                    if kind == "handshake"
+                    else delivery.event_number
+                    if delivery is not None and delivery.event_number is not None
+                    else state.events
+                ),
             },
         ]
         if delivery is not None and delivery.event_number is not None:
