@@ -185,6 +185,16 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
         school=200,
         admin=200,
     ),
+    # A peer's notifications: its own secret, never a session (401 without it).
+    ("POST", "/exchange/peers/{peer}/notifications"): dict(
+        anonymous=401,
+        clinician=401,
+        other_clinician=401,
+        food=401,
+        food_admin=401,
+        school=401,
+        admin=401,
+    ),
     # The FHIR API: a bearer token, never a session.
     ("GET", "/fhir/metadata"): dict(
         anonymous=200,
@@ -374,6 +384,7 @@ def test_each_role_gets_exactly_what_it_may(world, app, role):
         "resource": referral.task.id,
         "task": referral.task.id,
         "term": uuid.uuid4(),
+        "peer": uuid.uuid4(),
     }
     forms = {
         "/patients/{patient}/referrals": referral_form(world),

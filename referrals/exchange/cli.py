@@ -73,6 +73,29 @@ def register(app: Flask) -> None:
             sys.exit(1)
         click.echo(f"Added {peer.name} ({peer.base_url}).")
 
+    @group.command("subscribe")
+    @click.option("--peer", "peer_name", required=True, help="The peer's name.")
+    def subscribe(peer_name: str) -> None:
+        """Ask a peer to notify us when the Tasks we follow there change (rest-hook, id-only)."""
+        from sqlalchemy import select
+
+        from referrals.db import transaction
+        from referrals.exchange.client import PeerError
+        from referrals.exchange.models import ExchangePeer
+        from referrals.exchange.notifications import subscribe as subscribe_to
+
+        with transaction() as session:
+            peer_id = session.scalar(select(ExchangePeer.id).where(ExchangePeer.name == peer_name))
+        if peer_id is None:
+            click.echo(f"No peer is called {peer_name}.", err=True)
+            sys.exit(1)
+        try:
+            subscription = subscribe_to(Actor.system("cli"), peer_id)
+        except PeerError as err:
+            click.echo(f"Not subscribed: {err}", err=True)
+            sys.exit(1)
+        click.echo(f"Subscribed at {peer_name}: Subscription/{subscription}.")
+
     @group.command("poll")
     @click.option("--peer", "peer_name", default="", help="Only this peer (default: all polled).")
     def poll(peer_name: str) -> None:

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referrals.auth.models import Organization
@@ -28,6 +29,15 @@ class ExchangePeer(Base):
     scope: Mapped[str] = mapped_column(String(500), default="system/*.read system/*.write")
     push: Mapped[bool] = mapped_column(default=True)
     poll: Mapped[bool] = mapped_column(default=False)
+    # Subscribing (Subscriptions Backport, rest-hook, id-only): the peer tells us when its
+    # Tasks change; we read each and mirror it. `topic` "" = the Task topic its
+    # CapabilityStatement names. The peer sends our secret back with each notification.
+    subscribe: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    topic: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    subscription_id: Mapped[str | None] = mapped_column(String(64))
+    subscription_status: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    notify_secret_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    last_event_number: Mapped[int] = mapped_column(default=0, server_default="0")
     active: Mapped[bool] = mapped_column(default=True)
     # Polling: where the last pass got to (the newest Task.meta.lastUpdated seen there).
     poll_cursor: Mapped[str] = mapped_column(String(40), default="")

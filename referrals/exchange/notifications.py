@@ -1,0 +1,210 @@
+"""Subscribing to a peer (R4 Subscriptions Backport 1.1, rest-hook, id-only) and taking its
+notifications: the peer POSTs a small Bundle naming the Tasks that changed; we answer at once,
+and an outbox job reads each Task from the peer and mirrors it (versions decide, so duplicate
+and late notifications change nothing). A gap in the peer's event numbers means we missed
+something: a polling pass catches up."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import uuid
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from referrals import audit, jobs
+from referrals.auth.actor import Actor
+from referrals.db import transaction
+from referrals.errors import NotFound
+from referrals.exchange.client import PeerClient, PeerError
+from referrals.exchange.models import ExchangePeer
+from referrals.exchange.service import mirror, schedule_poll, snapshot
+
+log = logging.getLogger(__name__)
+
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport"
+FILTER_CRITERIA = f"{BACKPORT}/StructureDefinition/backport-filter-criteria"
+PAYLOAD_CONTENT = f"{BACKPORT}/StructureDefinition/backport-payload-content"
+TOPIC_CANONICAL = f"{BACKPORT}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
+FETCH_JOB = "exchange.fetch"
+
+bp = Blueprint("exchange_notifications", __name__)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def endpoint(peer_id: uuid.UUID) -> str:
+    base = current_app.config["SETTINGS"].public_base_url.rstrip("/")
+    return f"{base}/exchange/peers/{peer_id}/notifications"
+
+
+def _task_topic(client: PeerClient) -> str:
+    """The Task topic the peer's CapabilityStatement names (backport topic canonical)."""
+    statement = client._send("GET", client.url("metadata"), auth=False) or {}
+    topics = [
+        ext.get("valueCanonical")
+        for rest in statement.get("rest") or []
+        for resource in rest.get("resource") or []
+        for ext in resource.get("extension") or []
+        if ext.get("url") == TOPIC_CANONICAL and ext.get("valueCanonical")
+    ]
+    topics += [
+        ext.get("valueCanonical")
+        for rest in statement.get("rest") or []
+        for ext in rest.get("extension") or []
+        if ext.get("url") == TOPIC_CANONICAL and ext.get("valueCanonical")
+    ]
+    for topic in topics:
+        if "task" in topic.lower():
+            return topic
+    raise PeerError(f"{client.peer.name} names no Task subscription topic.")
+
+
+def subscribe(actor: Actor, peer_id: uuid.UUID) -> str:
+    """Ask the peer to tell us when the Tasks we follow there change: a rest-hook, id-only
+    Subscription to its Task topic, filtered to our organisation's requests. Returns its id."""
+    from referrals.exchange.service import _require_admin
+
+    _require_admin(actor)
+    with transaction() as session:
+        peer = session.get(ExchangePeer, peer_id)
+        if peer is None:
+            raise NotFound("No such peer.")
+        client = PeerClient(snapshot(peer))
+        topic = peer.topic
+    topic = topic or _task_topic(client)
+    secret = secrets.token_urlsafe(32)
+    subscription = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "Follow the Tasks of the referrals we sent",
+        "criteria": topic,
+        "channel": {
+            "type": "rest-hook",
+            "endpoint": endpoint(peer_id),
+            "payload": "application/fhir+json",
+            "_payload": {"extension": [{"url": PAYLOAD_CONTENT, "valueCode": "id-only"}]},
+            "header": [f"Authorization: Bearer {secret}"],
+        },
+    }
+    created = client._send("POST", client.url("Subscription"), resource=subscription)
+    with transaction() as session:
+        peer = session.get(ExchangePeer, peer_id)
+        peer.subscribe = True
+        peer.topic = topic
+        peer.subscription_id = str((created or {}).get("id") or "")
+        peer.subscription_status = str((created or {}).get("status") or "requested")
+        peer.notify_secret_hash = _hash(secret)
+        peer.last_event_number = 0
+        audit.record(session, actor, "exchange.subscribe", "ExchangePeer", peer.id)
+    return peer.subscription_id or ""
+
+
+def _parameters(bundle: dict[str, Any]) -> dict[str, Any]:
+    """The SubscriptionStatus (Parameters) of a notification Bundle, as name -> value(s)."""
+    entries = bundle.get("entry") or []
+    first = (entries[0].get("resource") if entries else None) or {}
+    out: dict[str, Any] = {"events": []}
+    for parameter in first.get("parameter") or []:
+        name = parameter.get("name")
+        if name == "notification-event":
+            event = {p.get("name"): p for p in parameter.get("part") or []}
+            number = (event.get("event-number") or {}).get("valueString")
+            focus = ((event.get("focus") or {}).get("valueReference") or {}).get("reference")
+            out["events"].append((number, focus))
+        else:
+            value = next((v for k, v in parameter.items() if k.startswith("value")), None)
+            out[name] = value
+    return out
+
+
+@bp.post("/exchange/peers/<uuid:peer_id>/notifications")
+def receive(peer_id: uuid.UUID) -> Response:
+    """A peer's notification. Answered at once; the work is queued."""
+    supplied = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+    bundle = request.get_json(silent=True)
+    with transaction() as session:
+        peer = session.get(ExchangePeer, peer_id)
+        if (
+            peer is None
+            or not peer.notify_secret_hash
+            or not hmac.compare_digest(_hash(supplied), peer.notify_secret_hash)
+        ):
+            return _outcome(401, "login", "Unknown peer or wrong credentials.")
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            return _outcome(400, "structure", "A notification is a Bundle.")
+        status = _parameters(bundle)
+        kind = status.get("type")
+        peer.subscription_status = str(status.get("status") or peer.subscription_status)
+        if kind == "event-notification":
+            _queue_events(session, peer, status["events"])
+        elif kind not in {"handshake", "heartbeat"}:
+            return _outcome(400, "value", f"Unknown notification type {kind!r}.")
+    return jsonify(
+        {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {"severity": "information", "code": "informational", "diagnostics": "Received."}
+            ],
+        }
+    )
+
+
+def _queue_events(session: Session, peer: ExchangePeer, events: list[tuple[Any, Any]]) -> None:
+    numbers = []
+    for number, focus in events:
+        if not focus:
+            continue
+        key = f"{FETCH_JOB}:{peer.id}:{peer.subscription_id}:{number or focus}"
+        jobs.enqueue(session, FETCH_JOB, {"peer_id": str(peer.id), "url": focus}, key)
+        try:
+            numbers.append(int(number))
+        except (TypeError, ValueError):
+            continue
+    if numbers:
+        first = min(numbers)
+        if first > peer.last_event_number + 1:
+            # Events we never got: catch up with a polling pass now.
+            schedule_poll(session, peer.id)
+        session.execute(
+            update(ExchangePeer)
+            .where(ExchangePeer.id == peer.id, ExchangePeer.last_event_number < max(numbers))
+            .values(last_event_number=max(numbers))
+        )
+
+
+@jobs.handler(FETCH_JOB)
+def fetch_job(session: Session, payload: dict) -> None:
+    """Read the Task a notification named from the peer and mirror it."""
+    peer = session.get(ExchangePeer, uuid.UUID(payload["peer_id"]))
+    if peer is None or not peer.active:
+        return
+    client = PeerClient(snapshot(peer))
+    session.commit()
+    try:
+        task = client._send("GET", client.url(payload["url"]))
+    except PeerError as err:
+        if not err.retryable:
+            raise jobs.PermanentJobError(str(err)) from None
+        raise
+    if not isinstance(task, dict) or task.get("resourceType") != "Task":
+        raise jobs.PermanentJobError("The notification's focus is not a Task.")
+    mirror(peer.id, task, client)
+
+
+def _outcome(status: int, code: str, diagnostics: str) -> Response:
+    response = jsonify(
+        {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}],
+        }
+    )
+    response.status_code = status
+    return response

@@ -1,0 +1,133 @@
+"""Subscribing to a peer instead of polling it: the peer's handshake and id-only notifications
+reach our endpoint over HTTP; each names a Task we read from the peer and mirror. Duplicate
+notifications queue nothing new; a gap in the event numbers starts a polling pass; a caller
+without our secret is refused."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import threading
+from collections.abc import Iterator
+
+import pytest
+import requests
+from flask import Flask
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from referrals.db import db
+from referrals.exchange import service
+from referrals.exchange.models import ExchangePeer
+from referrals.exchange.notifications import FETCH_JOB, subscribe
+from referrals.jobs import Job, run_due_jobs
+from referrals.loop.models import Referral
+from tests.exchange.conftest import CLIENT_ID
+from tests.fakes.fhir_exchange import FakeExchange
+from tests.helpers import SYSTEM, World, make_patient, send
+
+REMOTE_ORG = "pantry-on-its-own-system"
+
+
+@pytest.fixture
+def live_url(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The app on a free port, so the peer can call us back."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    settings = app.config["SETTINGS"]
+    monkeypatch.setitem(app.config, "SETTINGS", dataclasses.replace(settings, public_base_url=url))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+@pytest.fixture
+def peer_id(world: World, exchange: FakeExchange, live_url: str):
+    peer = service.add_peer(
+        SYSTEM,
+        name="Food bank system",
+        base_url=exchange.url,
+        client_id=CLIENT_ID,
+        push=True,
+        poll=False,
+        organizations={world.orgs["food"].name: REMOTE_ORG},
+    )
+    subscribe(SYSTEM, peer.id)
+    exchange.wait_for_notifications()
+    return peer.id
+
+
+def peer(peer_id) -> ExchangePeer:
+    db.session.remove()
+    found = db.session().get(ExchangePeer, peer_id)
+    db.session().expunge(found)
+    db.session.remove()  # no read left open while the live server writes (SQLite)
+    return found
+
+
+def fetch_jobs() -> list[Job]:
+    db.session.remove()
+    found = list(db.session().scalars(select(Job).where(Job.kind == FETCH_JOB)))
+    db.session.remove()
+    return found
+
+
+def test_the_handshake_makes_the_subscription_active(exchange, peer_id) -> None:
+    subscription = exchange.resources("Subscription")[0]
+    assert subscription["status"] == "active"
+    assert subscription["channel"]["endpoint"].endswith(f"/exchange/peers/{peer_id}/notifications")
+    handshake = exchange.notifications[0]
+    assert handshake["type"] == "handshake" and handshake["status"] == 200
+    assert peer(peer_id).subscription_id == subscription["id"]
+
+
+def test_a_move_there_is_mirrored_here_on_notification(world, exchange, peer_id) -> None:
+    referral = send(world, make_patient(world))
+    run_due_jobs()  # the push; the peer then notifies us of the Task we created
+    exchange.wait_for_notifications()
+    run_due_jobs()
+    task = copy.deepcopy(exchange.resources("Task")[0])
+    exchange.put_resource({**task, "status": "accepted"})
+    exchange.wait_for_notifications()
+    last = exchange.notifications[-1]
+    assert last["type"] == "event-notification" and last["status"] == 200
+    run_due_jobs()
+    db.session.remove()
+    assert db.session().get(Referral, referral.id).task.status == "accepted"
+    assert peer(peer_id).last_event_number == int(last["event_number"])
+
+
+def test_duplicates_queue_nothing_and_a_gap_polls(world, exchange, peer_id, live_url) -> None:
+    send(world, make_patient(world))
+    run_due_jobs()
+    exchange.wait_for_notifications()
+    delivered = exchange.notifications[-1]
+    secret = delivered["headers"]["Authorization"]
+    before = len(fetch_jobs())
+    url = f"{live_url}/exchange/peers/{peer_id}/notifications"
+    again = requests.post(url, json=delivered["bundle"], headers={"Authorization": secret})
+    assert again.status_code == 200 and len(fetch_jobs()) == before
+    # Event 9 when we had seen fewer: some were missed, a polling pass is queued to catch up.
+    later = copy.deepcopy(delivered["bundle"])
+    for parameter in later["entry"][0]["resource"]["parameter"]:
+        if parameter["name"] == "notification-event":
+            parameter["part"][0]["valueString"] = "9"
+    assert requests.post(url, json=later, headers={"Authorization": secret}).status_code == 200
+    db.session.remove()
+    polls = db.session().scalars(select(Job).where(Job.kind == service.POLL_JOB)).all()
+    db.session.remove()
+    assert len(polls) == 1 and peer(peer_id).last_event_number == 9
+
+
+def test_a_caller_without_our_secret_is_refused(exchange, peer_id, live_url) -> None:
+    url = f"{live_url}/exchange/peers/{peer_id}/notifications"
+    bundle = exchange.notifications[0]["bundle"]
+    wrong = requests.post(url, json=bundle, headers={"Authorization": "Bearer guess"})
+    assert wrong.status_code == 401
+    assert wrong.json()["issue"][0]["diagnostics"] == "Unknown peer or wrong credentials."
+    assert fetch_jobs() == []
