@@ -89,8 +89,10 @@ def create_app(config: dict | None = None) -> Flask:
     import referrals.notify.service  # noqa: F401  (registers the sms.notice job handler)
     from referrals.exchange import service as exchange
     from referrals.exchange.notifications import bp as exchange_notifications_bp
+    from referrals.fhir import subscriptions
 
     exchange.register()  # pushes referral changes to the peers that must know
+    subscriptions.register(app)  # tells subscribers of the referral changes they may see
     app.register_blueprint(exchange_notifications_bp)
     csrf.exempt(exchange_notifications_bp)  # peers authenticate with the secret we gave them
     from referrals.cli import register_commands

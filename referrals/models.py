@@ -23,6 +23,7 @@ from referrals.directory.models import (
 from referrals.directory.search import SearchHours, SearchRow  # noqa: F401 (search tables)
 from referrals.exchange.models import ExchangeLink, ExchangePeer, PeerOrganization
 from referrals.fhir.oauth import ApiClient, ApiToken, UsedAssertion
+from referrals.fhir.subscriptions import FhirSubscription
 from referrals.identifiers import PartnerIdentifier
 from referrals.jobs import Job
 from referrals.loop.models import Referral, ReferralEvent, Task
@@ -48,6 +49,7 @@ __all__ = [
     "CostOption",
     "ExchangeLink",
     "ExchangePeer",
+    "FhirSubscription",
     "Guardian",
     "InboundMessage",
     "Job",

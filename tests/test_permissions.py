@@ -259,6 +259,42 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
         school=401,
         admin=401,
     ),
+    ("POST", "/fhir/Subscription"): dict(
+        anonymous=401,
+        clinician=401,
+        other_clinician=401,
+        food=401,
+        food_admin=401,
+        school=401,
+        admin=401,
+    ),
+    ("GET", "/fhir/Subscription/{subscription}"): dict(
+        anonymous=401,
+        clinician=401,
+        other_clinician=401,
+        food=401,
+        food_admin=401,
+        school=401,
+        admin=401,
+    ),
+    ("DELETE", "/fhir/Subscription/{subscription}"): dict(
+        anonymous=401,
+        clinician=401,
+        other_clinician=401,
+        food=401,
+        food_admin=401,
+        school=401,
+        admin=401,
+    ),
+    ("GET", "/fhir/Subscription/{subscription}/$status"): dict(
+        anonymous=401,
+        clinician=401,
+        other_clinician=401,
+        food=401,
+        food_admin=401,
+        school=401,
+        admin=401,
+    ),
     # The public HSDS API: the same for everyone, signed in or not (no taxonomy exists).
     ("GET", "/hsds/"): dict(
         anonymous=200,
@@ -383,6 +419,7 @@ def test_each_role_gets_exactly_what_it_may(world, app, role):
         "resource_type": "Task",
         "resource": referral.task.id,
         "task": referral.task.id,
+        "subscription": uuid.uuid4(),
         "term": uuid.uuid4(),
         "peer": uuid.uuid4(),
     }
@@ -397,6 +434,8 @@ def test_each_role_gets_exactly_what_it_may(world, app, role):
             response = client.get(url)
         elif method == "PUT":
             response = client._fresh(client.client.put, url, json={})
+        elif method == "DELETE":
+            response = client._fresh(client.client.delete, url)
         else:
             response = client.post(url, forms.get(route, {}))
         want = expected.get(role, 302)

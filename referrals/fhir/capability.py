@@ -147,8 +147,34 @@ def _search_param(resource_type: str, name: str, kind: str) -> dict[str, Any]:
     return param
 
 
+def _subscription_entry() -> dict[str, Any]:
+    """Subscriptions Backport (R4, 1.1.0): our topics, named by their canonical URLs, and the
+    $status operation."""
+    from referrals.fhir import subscriptions
+
+    return {
+        "extension": [
+            {"url": subscriptions.TOPIC_CANONICAL, "valueCanonical": topic}
+            for topic in subscriptions.TOPICS
+        ],
+        "type": "Subscription",
+        "supportedProfile": [subscriptions.SUBSCRIPTION_PROFILE],
+        "documentation": "rest-hook channels with id-only or empty payloads, filtered on the "
+        "client's own organisation (Task?owner=, Task?requester=, ServiceRequest?requester=, "
+        "ServiceRequest?performer=). "
+        + subscriptions.TASK_TOPIC
+        + ": a referral sent and every status move of its Task. "
+        + subscriptions.SERVICE_REQUEST_TOPIC
+        + ": a ServiceRequest created, and completed, revoked or entered in error.",
+        "interaction": [{"code": "create"}, {"code": "read"}, {"code": "delete"}],
+        "operation": [{"name": "status", "definition": subscriptions.STATUS_OPERATION}],
+    }
+
+
 def capability_statement(base: str) -> dict[str, Any]:
     """What we serve, and how clients authenticate."""
+    from referrals.fhir import subscriptions
+
     resources = []
     for resource_type, (profile, searches) in SERVED.items():
         entry: dict[str, Any] = {
@@ -167,6 +193,7 @@ def capability_statement(base: str) -> dict[str, Any]:
         if resource_type == "Procedure":
             entry["interaction"].append({"code": "create"})
         resources.append(entry)
+    resources.append(_subscription_entry())
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -180,7 +207,8 @@ def capability_statement(base: str) -> dict[str, Any]:
         },
         "instantiates": [
             "http://hl7.org/fhir/us/sdoh-clinicalcare/CapabilityStatement/"
-            "SDOHCC-CoordinationPlatform"
+            "SDOHCC-CoordinationPlatform",
+            subscriptions.SERVER_CAPABILITY,
         ],
         "rest": [
             {

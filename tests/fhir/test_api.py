@@ -41,7 +41,9 @@ def test_metadata_is_our_capability_statement(app) -> None:
     statement = CapabilityStatement.model_validate(response.get_json())
     assert statement.fhirVersion == "4.0.1"
     assert statement.instantiates == [
-        "http://hl7.org/fhir/us/sdoh-clinicalcare/CapabilityStatement/SDOHCC-CoordinationPlatform"
+        "http://hl7.org/fhir/us/sdoh-clinicalcare/CapabilityStatement/SDOHCC-CoordinationPlatform",
+        "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/"
+        "backport-subscription-server-r4",
     ]
     task = next(r for r in statement.rest[0].resource if r.type == "Task")
     assert task.supportedProfile == [
