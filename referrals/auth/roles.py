@@ -10,6 +10,9 @@ class OrgKind(StrEnum):
     CBO = "cbo"
     SCHOOL = "school"
     NETWORK = "network"
+    # The health information exchange, sending referrals as an intermediary (machine clients
+    # only: it has no people here).
+    EXCHANGE = "exchange"
 
 
 class Role(StrEnum):
@@ -33,6 +36,7 @@ ORG_KIND_LABELS = {
     OrgKind.CBO: "Community-based organisation",
     OrgKind.SCHOOL: "School",
     OrgKind.NETWORK: "Network",
+    OrgKind.EXCHANGE: "Health information exchange",
 }
 
 # Which roles make sense in which kind of organisation.
@@ -41,6 +45,7 @@ ROLES_BY_ORG_KIND = {
     OrgKind.CBO: {Role.CBO_STAFF, Role.ORG_ADMIN},
     OrgKind.SCHOOL: {Role.SCHOOL_STAFF, Role.ORG_ADMIN},
     OrgKind.NETWORK: {Role.NETWORK_ADMIN},
+    OrgKind.EXCHANGE: set(),
 }
 
 

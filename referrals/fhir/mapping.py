@@ -41,6 +41,7 @@ ORGANIZATION_TYPES = {
     "cbo": ("cbo", "Community Based Organization"),
     "school": ("edu", "Educational Institute"),
     "network": ("other", "Other"),
+    "exchange": ("other", "Other"),
 }
 # Guardian.relationship -> v3-RoleCode (Patient.contact.relationship)
 GUARDIAN_ROLE_CODES = {
@@ -844,6 +845,9 @@ def service_request_to_fhir(referral: Any, base_url: str) -> Json:
         _drop_empty(
             {
                 "identifier": _identifiers(referral),
+                "basedOn": [{"reference": referral.based_on}]
+                if getattr(referral, "based_on", "")
+                else [],
                 "status": referral.status,
                 "intent": referral.intent or "order",
                 "category": [
@@ -940,6 +944,7 @@ def task_to_fhir(task: Any, base_url: str) -> Json:
         _drop_empty(
             {
                 "identifier": _identifiers(task),
+                "partOf": [{"reference": task.part_of}] if getattr(task, "part_of", "") else [],
                 "status": task.status,
                 "statusReason": status_reason,
                 "businessStatus": business,

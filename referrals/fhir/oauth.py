@@ -53,6 +53,8 @@ DEACTIVATE_ACTION = "api_client.deactivate"
 # organisation admin (listings) nor a network admin.
 CLIENT_ROLES = {
     OrgKind.CLINIC: Role.CLINICIAN,
+    # An intermediary sends referrals on behalf of the clinics it serves, as a clinic does.
+    OrgKind.EXCHANGE: Role.CLINICIAN,
     OrgKind.CBO: Role.CBO_STAFF,
     OrgKind.SCHOOL: Role.SCHOOL_STAFF,
 }

@@ -168,6 +168,8 @@ def _reference_to(path: str, *types: str, required: bool = True) -> Check:
                 yield f"{resource.get('resourceType')}.{path} is required"
             return
         for value in values if isinstance(values, list) else [values]:
+            if not required and isinstance(value, dict) and "reference" not in value:
+                continue  # a display or an identifier alone is a Reference too
             kind = reference_type(value)
             if kind not in types:
                 yield (

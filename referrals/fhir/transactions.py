@@ -633,9 +633,11 @@ def _referral_part(
     requester = resource.get("requester") or {}
     owner: Ours | None = None
     task_identifiers: list[Identifier] = []
+    part_of = ""
     if task is not None:
         owner = _task(task, entry, patient_entry, refs)
         task_identifiers = _identifiers(task)
+        part_of = _first_reference(task.resource.get("partOf"), f"{task.path}.partOf")
     return ReferralPart(
         service_id=service_id,
         organization_id=organization_id,
@@ -654,7 +656,20 @@ def _referral_part(
         requester_name=str(requester.get("display") or ""),
         identifiers=_identifiers(entry),
         task_identifiers=task_identifiers,
+        based_on=_first_reference(resource.get("basedOn"), f"{entry.path}.basedOn"),
+        part_of=part_of,
     )
+
+
+def _first_reference(values: Any, path: str) -> str:
+    """An intermediary's reference to its original (basedOn, partOf), kept as it wrote it."""
+    for value in values or []:
+        text = value.get("reference") if isinstance(value, dict) else None
+        if isinstance(text, str) and text:
+            if len(text) > 500:
+                raise problem(422, "too-long", f"{path}: a reference over 500 characters.", path)
+            return text
+    return ""
 
 
 def _performer(entry: Entry, refs: _References) -> tuple[uuid.UUID | None, uuid.UUID | None]:

@@ -110,6 +110,9 @@ class ReferralPart:
     requester_name: str = ""
     identifiers: list[Identifier] = field(default_factory=list)
     task_identifiers: list[Identifier] = field(default_factory=list)
+    # From an intermediary: the original ServiceRequest and the Task this one is part of.
+    based_on: str = ""
+    part_of: str = ""
 
 
 @dataclass
@@ -245,6 +248,8 @@ def _receive(session: Session, actor: Actor, incoming: IncomingReferral) -> Rece
         code=(part.service_code, part.code_display or part.service_code)
         if part.service_code
         else None,
+        based_on=part.based_on,
+        part_of=part.part_of,
     )
     _remember(session, actor, "ServiceRequest", referral.id, part.identifiers)
     _remember(session, actor, "Task", referral.task.id, part.task_identifiers)

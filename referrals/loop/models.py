@@ -30,6 +30,9 @@ class Referral(Base):
     # API, which names the person in `requester_name` instead (ServiceRequest.requester).
     requester_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     requester_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # An intermediary's copy of another system's referral: the original ServiceRequest
+    # (ServiceRequest.basedOn), as the intermediary named it.
+    based_on: Mapped[str] = mapped_column(String(500), default="", server_default="")
     performer_org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
     service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("services.id"))
     consent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("consents.id"))
@@ -102,6 +105,8 @@ class Task(Base):
     closed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     version: Mapped[int] = mapped_column(default=1)
+    # The intermediary's Task this one fulfils part of (Task.partOf), as it named it.
+    part_of: Mapped[str] = mapped_column(String(500), default="", server_default="")
 
     referral: Mapped[Referral] = relationship(back_populates="task")
     owner_org: Mapped[Organization] = relationship(foreign_keys=[owner_org_id], lazy="joined")

@@ -229,6 +229,8 @@ def _new_referral(
     intent: str = "order",
     requester_name: str = "",
     code: tuple[str, str] | None = None,
+    based_on: str = "",
+    part_of: str = "",
 ) -> Referral:
     """A ServiceRequest and its requested Task, the "sent" event, its audit entry and the
     family's notice: everything one referral writes, in the caller's transaction."""
@@ -240,6 +242,7 @@ def _new_referral(
         requester_org_id=actor.org_id,
         requester_user_id=actor.user_id,
         requester_name=requester_name[:200],
+        based_on=based_on[:500],
         performer_org_id=recipient.id,
         service_id=service.id,
         consent=consent,
@@ -266,6 +269,7 @@ def _new_referral(
         status=Status.REQUESTED.value,
         authored_on=now,
         updated_at=now,
+        part_of=part_of[:500],
     )
     session.add(referral)
     session.flush()

@@ -22,6 +22,7 @@ from referrals.loop.lifecycle import (
     available_actions,
     decide,
     normalize_status,
+    path,
     side_of,
 )
 
@@ -400,6 +401,12 @@ CAPACITY = {
     (Role.ORG_ADMIN, OrgKind.CBO): "recipient",
     (Role.ORG_ADMIN, OrgKind.SCHOOL): "recipient",
     (Role.ORG_ADMIN, OrgKind.NETWORK): None,
+    # The exchange has no people here; its machine client acts as a clinic's (requester).
+    (Role.NETWORK_ADMIN, OrgKind.EXCHANGE): "network",
+    (Role.CLINICIAN, OrgKind.EXCHANGE): "requester",
+    (Role.CBO_STAFF, OrgKind.EXCHANGE): "recipient",
+    (Role.SCHOOL_STAFF, OrgKind.EXCHANGE): "recipient",
+    (Role.ORG_ADMIN, OrgKind.EXCHANGE): None,
 }
 
 
@@ -496,3 +503,34 @@ def test_decide_answers_every_input_with_a_transition_or_a_refusal(
         return
     assert expected(status.value, action.value, side.value) is not None
     assert transition.to_status in set(Status)
+
+
+# --------------------------------------------------------------------------------------------
+# Catching up with a partner's copy that moved several steps between two looks
+# --------------------------------------------------------------------------------------------
+
+R, A, IP, OH = Status.REQUESTED, Status.ACCEPTED, Status.IN_PROGRESS, Status.ON_HOLD
+
+
+@pytest.mark.parametrize(
+    ("start", "goal", "moves"),
+    [
+        (R, R, []),
+        (R, A, ["accept"]),
+        (R, IP, ["accept", "start"]),
+        (R, Status.COMPLETED, ["accept", "complete"]),
+        (R, Status.REJECTED, ["decline"]),
+        (OH, Status.COMPLETED, ["complete"]),
+        (A, Status.REJECTED, []),  # a Task once accepted is not declined
+        (Status.COMPLETED, IP, []),  # nothing leaves a closed Task
+    ],
+)
+def test_the_fewest_moves_between_two_statuses(start, goal, moves) -> None:
+    found = path(Side.RECIPIENT, start, goal)
+    assert [m.value for m in found] == moves
+    status = start
+    for action in found:  # every step is one the lifecycle allows, in that order
+        status = decide(
+            status, action, Side.RECIPIENT, reason="at-capacity", has_output=True
+        ).to_status
+    assert status == (goal if moves or start == goal else start)
