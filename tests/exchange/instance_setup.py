@@ -89,7 +89,7 @@ def add_peer_a(given: dict) -> dict:
         base_url=given["b_url"],
         client_id=given["client_id"],
         push=True,
-        poll=True,
+        poll=given.get("mode", "poll") == "poll",
         organizations={"Bay Community Pantry": given["cbo_id"]},
     )
     return {"peer_id": str(peer.id)}

@@ -48,6 +48,9 @@ class Instance:
             "EXCHANGE_POLL_SECONDS": "1",
             "WORKER_POLL_SECONDS": "0.2",
             "SMS_QUIET_START": "00:00",
+            # The families' texts are paced per sender (1 a second by default) by the same
+            # worker: not what these tests are about.
+            "SMS_RATE_PER_SECOND": "1000",
             "SMS_QUIET_END": "00:00",
             "ARGON2_MEMORY_KIB": "1024",
             "ARGON2_TIME_COST": "1",
@@ -55,6 +58,7 @@ class Instance:
         }
         self.env.pop("TEST_DATABASE_URL", None)
         self.procs: list[subprocess.Popen] = []
+        self.mode = ""
         self.log = tmp / f"{name}.log"
 
     def setup(self, step: str, given: dict | None = None) -> dict:
@@ -68,6 +72,25 @@ class Instance:
         )
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def job_kinds(self) -> dict[str, int]:
+        """How many jobs of each kind this instance's outbox holds."""
+        import sqlite3
+
+        path = self.env["DATABASE_URL"].removeprefix("sqlite:///")
+        with sqlite3.connect(path) as connection:
+            rows = connection.execute("SELECT kind, count(*) FROM jobs GROUP BY kind").fetchall()
+        return dict(rows)
+
+    def command(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "app", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def start(self) -> None:
         flask = [sys.executable, "-m", "flask", "--app", "app"]
@@ -144,23 +167,44 @@ def eventually(
     raise AssertionError(f"not seen within {timeout} s: {what}\n{told}")
 
 
-@pytest.fixture
-def instances(tmp_path: Path) -> Iterator[tuple[Instance, Instance, dict]]:
+PEER = "Bay Community Pantry's system"
+
+
+def two_instances(
+    tmp_path: Path, mode: str, **env: str
+) -> Iterator[tuple[Instance, Instance, dict]]:
+    """A and B set up and running; A follows B's Tasks by `mode` (poll or subscribe)."""
     a, b = Instance("a", tmp_path), Instance("b", tmp_path)
+    a.env.update(env)
+    b.env.update(env)
+    a.mode = mode
     on_b = b.setup("b")
     on_a = a.setup("a")
     registered = b.setup("register-a", {"jwks": on_a["jwks"]})
     a.setup(
         "peer-a",
-        {"b_url": f"{b.url}/fhir", "client_id": registered["client_id"], "cbo_id": on_b["cbo_id"]},
+        {
+            "b_url": f"{b.url}/fhir",
+            "client_id": registered["client_id"],
+            "cbo_id": on_b["cbo_id"],
+            "mode": mode,
+        },
     )
     try:
         b.start()
         a.start()
+        if mode == "subscribe":
+            done = a.command("exchange", "subscribe", "--peer", PEER)
+            assert done.returncode == 0, done.stderr
         yield a, b, {**on_a, **on_b}
     finally:
         a.stop()
         b.stop()
+
+
+@pytest.fixture(params=["poll", "subscribe"])
+def instances(request, tmp_path: Path) -> Iterator[tuple[Instance, Instance, dict]]:
+    yield from two_instances(tmp_path, request.param)
 
 
 def test_a_referral_from_a_is_worked_on_b_and_closed_on_a(instances) -> None:
@@ -224,3 +268,8 @@ def test_a_referral_from_a_is_worked_on_b_and_closed_on_a(instances) -> None:
 
     html = eventually(closed_on_a, "the completed referral on A", logs=(a, b))
     assert "Bay Community Pantry on Bay Community Pantry" in html  # who did it, on which system
+    kinds = a.job_kinds()
+    if a.mode == "subscribe":  # told by B's notifications, never by polling
+        assert kinds.get("exchange.fetch", 0) >= 2 and "exchange.poll" not in kinds
+    else:
+        assert kinds.get("exchange.poll", 0) >= 1 and "exchange.fetch" not in kinds
