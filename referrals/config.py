@@ -64,6 +64,9 @@ class Settings:
     exchange_key_file: str = ""
     exchange_timeout_seconds: float = 15.0
     exchange_poll_seconds: float = 300.0  # how often `serve` polls peers that poll
+    # A peer down is waited for: its pushes and reads retry with backoff (at most an hour
+    # apart) this many times, about two days, before they are shown as failed.
+    exchange_max_attempts: int = 48
     worker_poll_seconds: float = 2.0
     job_max_attempts: int = 8
     log_level: str = "INFO"

@@ -163,7 +163,13 @@ def _queue_events(session: Session, peer: ExchangePeer, events: list[tuple[Any, 
         if not focus:
             continue
         key = f"{FETCH_JOB}:{peer.id}:{peer.subscription_id}:{number or focus}"
-        jobs.enqueue(session, FETCH_JOB, {"peer_id": str(peer.id), "url": focus}, key)
+        jobs.enqueue(
+            session,
+            FETCH_JOB,
+            {"peer_id": str(peer.id), "url": focus},
+            key,
+            max_attempts=current_app.config["SETTINGS"].exchange_max_attempts,
+        )
         try:
             numbers.append(int(number))
         except (TypeError, ValueError):

@@ -136,7 +136,7 @@ def on_referral_change(session: Session, event: ReferralEvent) -> None:
             PUSH_JOB,
             {"peer_id": str(peer.id), "referral_id": str(referral.id)},
             f"{PUSH_JOB}:{peer.id}:{event.id}",
-            max_attempts=current_app.config["SETTINGS"].job_max_attempts,
+            max_attempts=current_app.config["SETTINGS"].exchange_max_attempts,
         )
 
 

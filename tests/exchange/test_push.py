@@ -176,3 +176,34 @@ def test_a_peer_that_is_not_told(world: World, exchange: FakeExchange) -> None:
     )
     send(world, make_patient(world))
     assert push_jobs() == []
+
+
+def test_a_long_outage_is_waited_for_and_caught_up_in_order(
+    world: World, exchange: FakeExchange
+) -> None:
+    """Twenty failed tries (hours of backoff in real time) and the pushes still wait; when the
+    exchange is back, each referral arrives once, in its latest state."""
+    configure(world, exchange)
+    exchange.down()
+    first = send(world, make_patient(world, given_name="First"))
+    second = send(world, make_patient(world, given_name="Second"))
+    move(world, "food", first, "accept")
+    move(world, "food", first, "start")
+    for _ in range(20):
+        due_now()
+        drain()
+    waiting = push_jobs(QUEUED)
+    assert len(waiting) == 4 and min(j.attempts for j in waiting) >= 20
+    assert push_jobs(DEAD) == []
+    exchange.up()
+    due_now()
+    drain()
+    tasks = exchange.resources("Task")
+    assert sorted(t["status"] for t in tasks) == ["in-progress", "requested"]
+    assert link_of(first).pushed_version == 3 and link_of(second).pushed_version == 1
+    creates = [
+        r
+        for r in exchange.requests
+        if r["method"] == "POST" and r["path"].endswith("/fhir") and r["status"] == 200
+    ]
+    assert len(creates) == 2  # one transaction each, nothing sent twice
