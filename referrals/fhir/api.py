@@ -9,6 +9,7 @@ unknown search parameter or a bad `_format`."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from referrals.errors import ServiceError
 from referrals.fhir.capability import SERVED, capability_statement
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
+log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
 JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
@@ -55,7 +57,25 @@ def fhir_response(body: dict, status: int = 200, headers: dict[str, str] | None 
     return response
 
 
+def _log_refusal(error: FhirError) -> None:
+    """A partner's write we refused, for whoever looks after the integration: the request, the
+    client, the status and where the problem was. Not the diagnostics: they may quote what
+    was sent (a name, a number); the partner has them in the OperationOutcome."""
+    if request.method in {"POST", "PUT", "DELETE"} and error.status >= 400:
+        client = getattr(g.get("fhir_actor"), "client_id", None) or "-"
+        log.warning(
+            "FHIR %s %s from client %s refused %d %s at %s",
+            request.method,
+            request.path,
+            client,
+            error.status,
+            error.code,
+            error.expression or "-",
+        )
+
+
 def outcome_response(error: FhirError) -> Response:
+    _log_refusal(error)
     issue: dict[str, Any] = {
         "severity": "error",
         "code": error.code,

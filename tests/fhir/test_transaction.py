@@ -733,7 +733,7 @@ BAD = [
     [pytest.param(*case[1:], id=case[0]) for case in BAD],
 )
 def test_bad_referral_bundles_are_refused_whole(
-    app, world: World, change, status, diagnostics, expression
+    app, world: World, change, status, diagnostics, expression, caplog
 ) -> None:
     bearer = token(app, world)
     bundle = referral_bundle(world)
@@ -746,6 +746,9 @@ def test_bad_referral_bundles_are_refused_whole(
     if expression:
         assert issue.expression == [expression]
     assert counts() == before
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert refused and "POST /fhir from client" in refused[-1] and f" {status} " in refused[-1]
+    assert "Reyes" not in caplog.text and "Lucia" not in caplog.text
 
 
 def test_a_consent_for_another_organisation_is_refused(app, world: World) -> None:
