@@ -81,6 +81,12 @@ def subscribe(actor: Actor, peer_id: uuid.UUID) -> str:
         topic = peer.topic
     topic = topic or _task_topic(client)
     secret = secrets.token_urlsafe(32)
+    # Kept before asking: the peer's handshake may reach us before its answer does.
+    with transaction() as session:
+        peer = session.get(ExchangePeer, peer_id)
+        peer.notify_secret_hash = _hash(secret)
+        peer.subscription_status = "requested"
+        peer.last_event_number = 0
     subscription = {
         "resourceType": "Subscription",
         "status": "requested",
@@ -100,9 +106,8 @@ def subscribe(actor: Actor, peer_id: uuid.UUID) -> str:
         peer.subscribe = True
         peer.topic = topic
         peer.subscription_id = str((created or {}).get("id") or "")
-        peer.subscription_status = str((created or {}).get("status") or "requested")
-        peer.notify_secret_hash = _hash(secret)
-        peer.last_event_number = 0
+        if peer.subscription_status == "requested":  # unless the handshake already came
+            peer.subscription_status = str((created or {}).get("status") or "requested")
         audit.record(session, actor, "exchange.subscribe", "ExchangePeer", peer.id)
     return peer.subscription_id or ""
 
