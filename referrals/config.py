@@ -67,6 +67,7 @@ class Settings:
     # A peer down is waited for: its pushes and reads retry with backoff (at most an hour
     # apart) this many times, about two days, before they are shown as failed.
     exchange_max_attempts: int = 48
+    exchange_peers: str = ""  # a JSON file of peers; `flask exchange load-peers` reads it
     worker_poll_seconds: float = 2.0
     job_max_attempts: int = 8
     log_level: str = "INFO"

@@ -114,6 +114,22 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/admin/exchange/pushes/{job}/retry"): dict(
         clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=404
     ),
+    # Peers: an empty form is refused (422); a peer that does not exist is not found.
+    ("POST", "/admin/exchange/peers"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=422
+    ),
+    ("GET", "/admin/exchange/peers/{peer}"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=404
+    ),
+    ("POST", "/admin/exchange/peers/{peer}"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=404
+    ),
+    ("POST", "/admin/exchange/peers/{peer}/subscribe"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=404
+    ),
+    ("POST", "/admin/exchange/peers/{peer}/organizations/{organization}/remove"): dict(
+        clinician=403, other_clinician=403, food=403, food_admin=403, school=403, admin=404
+    ),
     ("GET", "/listings"): dict(
         clinician=403, other_clinician=403, food=403, food_admin=200, school=403, admin=403
     ),

@@ -1,4 +1,5 @@
-"""`flask exchange ...`: our public key for peers, peers, and a polling pass by hand."""
+"""`flask exchange ...`: our public key for peers, peers (one by one or from a file), and a
+polling pass by hand."""
 
 from __future__ import annotations
 
@@ -131,5 +132,34 @@ def register(app: Flask) -> None:
                 f"{counts['mirrored']}, failed {counts['failed']}."
             )
         sys.exit(1 if failed else 0)
+
+    @group.command("load-peers")
+    @click.argument("file", required=False, default="")
+    def load_peers(file: str) -> None:
+        """Create or update peers by name from a JSON file (default: EXCHANGE_PEERS): all of
+        them, or none when anything in the file is wrong."""
+        from flask import current_app
+
+        from referrals.exchange.service import load_peers as load
+
+        path = file or current_app.config["SETTINGS"].exchange_peers
+        if not path:
+            click.echo("Name a peers file, or set EXCHANGE_PEERS to one.", err=True)
+            sys.exit(1)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                entries = json.load(handle)
+        except (OSError, ValueError) as err:  # missing, unreadable, or not JSON
+            click.echo(f"{path} cannot be read as JSON: {err}", err=True)
+            sys.exit(1)
+        try:
+            done = load(Actor.system("cli"), entries)
+        except ServiceError as err:
+            click.echo(f"{path}: nothing loaded. {err.message}", err=True)
+            for field, messages in err.fields.items():
+                click.echo(f"  {field}: {' '.join(messages)}", err=True)
+            sys.exit(1)
+        for line in done:
+            click.echo(line)
 
     app.cli.add_command(group)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import select
@@ -58,6 +60,124 @@ def _require_admin(actor: Actor) -> None:
         raise Forbidden("Only network administrators configure the exchange.")
 
 
+DEFAULT_SCOPE = "system/*.read system/*.write"
+_TEXT_FIELDS = {"name": 200, "base_url": 500, "client_id": 200, "token_url": 500, "scope": 500}
+_SWITCHES = ("push", "poll", "active")
+# A FHIR id (R4 datatypes: id): what the peer calls the organisation, Organization/<id> there.
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def _is_http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+
+
+def _peer_values(fields: dict[str, Any], problems: dict[str, list[str]]) -> dict[str, Any]:
+    """The peer's settings given, cleaned; what is wrong with them goes into `problems`."""
+    values: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in _SWITCHES:
+            if not isinstance(value, bool):
+                problems.setdefault(key, []).append("Yes or no (true or false).")
+            values[key] = value
+            continue
+        if key not in _TEXT_FIELDS:
+            raise InvalidInput(f"A peer has no setting {key!r}.", {key: ["Not a peer setting."]})
+        text = value.strip() if isinstance(value, str) else ""
+        if key == "base_url":
+            text = text.rstrip("/")
+        values[key] = text
+        if len(text) > _TEXT_FIELDS[key]:
+            problems.setdefault(key, []).append(f"At most {_TEXT_FIELDS[key]} characters.")
+    for key, label in (("name", "A name"), ("client_id", "The client id"), ("scope", "A scope")):
+        if key in values and not values[key]:
+            problems.setdefault(key, []).append(f"{label} is needed.")
+    if "base_url" in values and not _is_http_url(values["base_url"]):
+        problems.setdefault("base_url", []).append(
+            "The peer's FHIR base is an http(s) URL, e.g. https://hie.example/fhir."
+        )
+    if values.get("token_url") and not _is_http_url(values["token_url"]):
+        problems.setdefault("token_url", []).append(
+            "An http(s) URL, or empty to discover it from the peer."
+        )
+    return values
+
+
+def _served(
+    session: Session, organizations: dict[str, str | None], problems: dict[str, list[str]]
+) -> list[tuple[Organization, str | None]]:
+    """The directory's organisations named ({its name or id: its id on the peer, or None});
+    names that are not in the directory, or not once, go into `problems`."""
+    served: list[tuple[Organization, str | None]] = []
+    wrong = problems.setdefault("organizations", [])
+    for key, remote in organizations.items():
+        key = str(key).strip()
+        try:
+            found = [session.get(Organization, uuid.UUID(key))]
+        except ValueError:
+            found = list(session.scalars(select(Organization).where(Organization.name == key)))
+        found = [org for org in found if org is not None]
+        if isinstance(remote, str):
+            remote = remote.strip() or None
+        if not found:
+            wrong.append(f"{key} is not in the directory.")
+        elif len(found) > 1:
+            wrong.append(f"{len(found)} organisations are called {key}: name it by its id.")
+        elif remote is not None and not (isinstance(remote, str) and _FHIR_ID.fullmatch(remote)):
+            wrong.append(
+                f"{found[0].name}: its Organization id there is letters, digits, '-' and '.' "
+                "(at most 64)."
+            )
+        else:
+            served.append((found[0], remote))
+    if not wrong:
+        del problems["organizations"]
+    return served
+
+
+def _check_name_free(
+    session: Session, name: str, problems: dict[str, list[str]], peer_id: uuid.UUID | None = None
+) -> None:
+    query = select(ExchangePeer.id).where(ExchangePeer.name == name)
+    if peer_id is not None:
+        query = query.where(ExchangePeer.id != peer_id)
+    if name and session.scalar(query):
+        problems.setdefault("name", []).append("Another peer has that name.")
+
+
+def _refuse(problems: dict[str, list[str]]) -> None:
+    if problems:
+        raise InvalidInput("The peer's settings are not right: see each field.", problems)
+
+
+def _create_peer(
+    session: Session,
+    actor: Actor,
+    fields: dict[str, Any],
+    organizations: dict[str, str | None],
+) -> ExchangePeer:
+    """A new peer in the caller's transaction (all its settings and organisations checked)."""
+    problems: dict[str, list[str]] = {}
+    values = _peer_values(
+        {"token_url": "", "scope": DEFAULT_SCOPE, "push": True, "poll": False, **fields}, problems
+    )
+    for key in ("name", "base_url", "client_id"):
+        if key not in values:
+            problems.setdefault(key, []).append("Needed.")
+    _check_name_free(session, values.get("name", ""), problems)
+    served = _served(session, organizations, problems)
+    _refuse(problems)
+    peer = ExchangePeer(**values)
+    for org, remote_id in served:
+        peer.organizations.append(PeerOrganization(organization=org, remote_id=remote_id))
+    session.add(peer)
+    session.flush()
+    audit.record(session, actor, "exchange.peer.create", "ExchangePeer", peer.id)
+    if peer.poll and values.get("active", True):
+        schedule_poll(session, peer.id)
+    return peer
+
+
 def add_peer(
     actor: Actor,
     *,
@@ -65,42 +185,19 @@ def add_peer(
     base_url: str,
     client_id: str,
     token_url: str = "",
-    scope: str = "system/*.read system/*.write",
+    scope: str = DEFAULT_SCOPE,
     push: bool = True,
     poll: bool = False,
+    active: bool = True,
     organizations: dict[str, str | None] | None = None,
 ) -> ExchangePeer:
-    """A peer and the organisations it serves ({our organisation's name: its id there, or None
-    when it works here})."""
+    """A peer and the organisations it serves ({our organisation's name or id: its id there, or
+    None when it works here})."""
     _require_admin(actor)
-    if not base_url.startswith(("http://", "https://")):
-        raise InvalidInput("A peer's FHIR base is an http(s) URL.", {"base_url": ["A URL."]})
+    fields = dict(name=name, base_url=base_url, client_id=client_id, token_url=token_url)
+    fields |= dict(scope=scope, push=push, poll=poll, active=active)
     with transaction() as session:
-        if session.scalar(select(ExchangePeer.id).where(ExchangePeer.name == name)):
-            raise InvalidInput("That name is taken.", {"name": ["Another peer has it."]})
-        peer = ExchangePeer(
-            name=name,
-            base_url=base_url.rstrip("/"),
-            token_url=token_url,
-            client_id=client_id,
-            scope=scope,
-            push=push,
-            poll=poll,
-        )
-        for org_name, remote_id in (organizations or {}).items():
-            org = session.scalar(select(Organization).where(Organization.name == org_name))
-            if org is None:
-                raise InvalidInput(
-                    f"No organisation is called {org_name}.",
-                    {"organizations": [f"{org_name} is not in the directory."]},
-                )
-            peer.organizations.append(PeerOrganization(organization=org, remote_id=remote_id))
-        session.add(peer)
-        session.flush()
-        audit.record(session, actor, "exchange.peer.create", "ExchangePeer", peer.id)
-        if poll:
-            schedule_poll(session, peer.id)
-    return peer
+        return _create_peer(session, actor, fields, organizations or {})
 
 
 # --- pushing ----------------------------------------------------------------------------------
@@ -595,3 +692,189 @@ def sync_overview(actor: Actor, limit: int = 100) -> list[SyncRow]:
         )
         for link in links
     ]
+
+
+# --- changing peers: the admin page and a file of peers -------------------------------------
+
+
+def _peer(session: Session, peer_id: uuid.UUID) -> ExchangePeer:
+    peer = session.get(ExchangePeer, peer_id)
+    if peer is None:
+        raise NotFound("No such peer.")
+    return peer
+
+
+def _change_peer(
+    session: Session, actor: Actor, peer: ExchangePeer, fields: dict[str, Any]
+) -> bool:
+    """Apply checked settings in the caller's transaction; turning polling on (or a polled
+    peer back on) schedules a pass. True if anything changed."""
+    problems: dict[str, list[str]] = {}
+    values = _peer_values(fields, problems)
+    if "name" in values:
+        _check_name_free(session, values["name"], problems, peer.id)
+    _refuse(problems)
+    changed = sorted(key for key, value in values.items() if getattr(peer, key) != value)
+    for key in changed:
+        setattr(peer, key, values[key])
+    if not changed:
+        return False
+    session.flush()
+    audit.record(
+        session, actor, "exchange.peer.update", "ExchangePeer", peer.id, detail={"fields": changed}
+    )
+    if peer.poll and peer.active and {"poll", "active"} & set(changed):
+        schedule_poll(session, peer.id)
+    return True
+
+
+def _serve(
+    session: Session, actor: Actor, peer: ExchangePeer, organizations: dict[str, str | None]
+) -> bool:
+    """Make the peer serve exactly these organisations, in the caller's transaction. True if
+    anything changed."""
+    problems: dict[str, list[str]] = {}
+    served = _served(session, organizations, problems)
+    _refuse(problems)
+    wanted = {org.id: (org, remote_id) for org, remote_id in served}
+    current = {link.organization_id: link for link in peer.organizations}
+    removed = [org_id for org_id in current if org_id not in wanted]
+    added = [org_id for org_id in wanted if org_id not in current]
+    moved = [
+        org_id
+        for org_id, (_, remote_id) in wanted.items()
+        if org_id in current and current[org_id].remote_id != remote_id
+    ]
+    for org_id in removed:
+        peer.organizations.remove(current[org_id])
+    for org_id in moved:
+        current[org_id].remote_id = wanted[org_id][1]
+    for org_id in added:
+        org, remote_id = wanted[org_id]
+        peer.organizations.append(PeerOrganization(organization=org, remote_id=remote_id))
+    if not (removed or added or moved):
+        return False
+    session.flush()
+    detail = {
+        "added": [str(i) for i in added],
+        "removed": [str(i) for i in removed],
+        "changed": [str(i) for i in moved],
+    }
+    audit.record(
+        session, actor, "exchange.peer.organizations", "ExchangePeer", peer.id, detail=detail
+    )
+    return True
+
+
+def update_peer(
+    actor: Actor,
+    peer_id: uuid.UUID,
+    *,
+    organizations: dict[str, str | None] | None = None,
+    **fields: Any,
+) -> ExchangePeer:
+    """Change a peer's settings (name, base_url, client_id, token_url, scope, push, poll,
+    active), and with `organizations` the ones it serves, all or nothing."""
+    _require_admin(actor)
+    with transaction() as session:
+        peer = _peer(session, peer_id)
+        problems: dict[str, list[str]] = {}  # every field's problem at once
+        values = _peer_values(fields, problems)
+        if "name" in values:
+            _check_name_free(session, values["name"], problems, peer.id)
+        if organizations is not None:
+            _served(session, organizations, problems)
+        _refuse(problems)
+        _change_peer(session, actor, peer, fields)
+        if organizations is not None:
+            _serve(session, actor, peer, organizations)
+    return peer
+
+
+def set_organizations(
+    actor: Actor, peer_id: uuid.UUID, organizations: dict[str, str | None]
+) -> ExchangePeer:
+    """The organisations the peer serves, from now on exactly these ({our organisation's name
+    or id: its id there, or None when it works here})."""
+    _require_admin(actor)
+    with transaction() as session:
+        peer = _peer(session, peer_id)
+        _serve(session, actor, peer, organizations)
+    return peer
+
+
+def remove_organization(actor: Actor, peer_id: uuid.UUID, organization_id: uuid.UUID) -> None:
+    """The peer no longer serves this organisation: its referrals stop going there."""
+    _require_admin(actor)
+    with transaction() as session:
+        peer = _peer(session, peer_id)
+        link = next((o for o in peer.organizations if o.organization_id == organization_id), None)
+        if link is None:
+            raise NotFound("The peer does not serve that organisation.")
+        peer.organizations.remove(link)
+        session.flush()
+        audit.record(
+            session,
+            actor,
+            "exchange.peer.organizations",
+            "ExchangePeer",
+            peer.id,
+            detail={"removed": [str(organization_id)]},
+        )
+
+
+def find_peer(actor: Actor, peer_id: uuid.UUID) -> ExchangePeer:
+    _require_admin(actor)
+    with transaction() as session:
+        return _peer(session, peer_id)
+
+
+def directory_organizations(actor: Actor) -> list[Organization]:
+    """The organisations a peer may serve: the directory's, by name."""
+    _require_admin(actor)
+    with transaction() as session:
+        return list(session.scalars(select(Organization).order_by(Organization.name)))
+
+
+PEER_FILE_KEYS = {*_TEXT_FIELDS, *_SWITCHES, "organizations"}
+
+
+def load_peers(actor: Actor, entries: Any) -> list[str]:
+    """Create or update peers by name from a list of settings (what `EXCHANGE_PEERS` holds),
+    in one transaction: any entry wrong and nothing is written. Says what it did, per peer."""
+    _require_admin(actor)
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InvalidInput("A peers file is a JSON list of objects, one per peer.")
+    problems: dict[str, list[str]] = {}
+    for n, entry in enumerate(entries, 1):
+        label = f"peer {n} ({entry.get('name') or 'no name'})"
+        for key in sorted(set(entry) - PEER_FILE_KEYS):
+            problems.setdefault(label, []).append(f"{key!r} is not a peer setting.")
+        if not isinstance(entry.get("organizations", {}), dict):
+            problems.setdefault(label, []).append(
+                "organizations is an object: {our organisation's name or id: its id there or null}."
+            )
+    names = [e.get("name") for e in entries]
+    for name in sorted({n for n in names if names.count(n) > 1}, key=str):
+        problems.setdefault("name", []).append(f"{name} is in the file more than once.")
+    _refuse(problems)
+    done: list[str] = []
+    with transaction() as session:
+        for n, entry in enumerate(entries, 1):
+            fields = {k: v for k, v in entry.items() if k != "organizations"}
+            organizations = entry.get("organizations")  # absent: left as they are
+            name = str(entry.get("name") or "").strip()
+            try:
+                existing = session.scalar(select(ExchangePeer).where(ExchangePeer.name == name))
+                if existing is None:
+                    _create_peer(session, actor, fields, organizations or {})
+                    done.append(f"Added {name}.")
+                else:
+                    changed = _change_peer(session, actor, existing, fields)
+                    if organizations is not None:
+                        changed = _serve(session, actor, existing, organizations) or changed
+                    done.append(f"Updated {name}." if changed else f"{name}: unchanged.")
+            except InvalidInput as err:
+                where = f"peer {n} ({name or 'no name'})"
+                raise InvalidInput(f"{where}: {err.message}", err.fields) from None
+    return done
