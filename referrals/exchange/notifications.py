@@ -148,6 +148,8 @@ def receive(peer_id: uuid.UUID) -> Response:
         status = _parameters(bundle)
         kind = status.get("type")
         peer.subscription_status = str(status.get("status") or peer.subscription_status)
+        if kind == "handshake":
+            peer.subscription_status = "active"  # our 200 is what makes it active there
         if kind == "event-notification":
             _queue_events(session, peer, status["events"])
         elif kind not in {"handshake", "heartbeat"}:

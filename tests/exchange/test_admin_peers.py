@@ -229,7 +229,7 @@ def test_subscribe_from_the_page_shows_the_subscription(
     db.session.remove()  # no read left open while the live server writes (SQLite)
     row = peer_row(text(client.get(PAGE)), peer.id)
     assert f"<code>Subscription/{subscription['id']}</code>" in row
-    assert '<span class="tag">requested</span>' in row and "Last event 0" in row
+    assert '<span class="tag">active</span>' in row and "Last event 0" in row
     # The handshake reached us over HTTP, and the peer made the Subscription active.
     assert exchange.notifications[0]["type"] == "handshake"
     assert exchange.notifications[0]["status"] == 200

@@ -83,7 +83,8 @@ def test_the_handshake_makes_the_subscription_active(exchange, peer_id) -> None:
     assert subscription["channel"]["endpoint"].endswith(f"/exchange/peers/{peer_id}/notifications")
     handshake = exchange.notifications[0]
     assert handshake["type"] == "handshake" and handshake["status"] == 200
-    assert peer(peer_id).subscription_id == subscription["id"]
+    here = peer(peer_id)
+    assert here.subscription_id == subscription["id"] and here.subscription_status == "active"
 
 
 def test_a_move_there_is_mirrored_here_on_notification(world, exchange, peer_id) -> None:

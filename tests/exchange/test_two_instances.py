@@ -270,6 +270,7 @@ def test_a_referral_from_a_is_worked_on_b_and_closed_on_a(instances) -> None:
     assert "Bay Community Pantry on Bay Community Pantry" in html  # who did it, on which system
     kinds = a.job_kinds()
     if a.mode == "subscribe":  # told by B's notifications, never by polling
-        assert kinds.get("exchange.fetch", 0) >= 2 and "exchange.poll" not in kinds
+        # (one read may already find the Task completed: it reads the latest state)
+        assert kinds.get("exchange.fetch", 0) >= 1 and "exchange.poll" not in kinds
     else:
         assert kinds.get("exchange.poll", 0) >= 1 and "exchange.fetch" not in kinds
