@@ -22,6 +22,15 @@ def our_identifier(base: str, resource_type: str, key: uuid.UUID) -> Json:
     return {"system": f"{base.rstrip('/')}/sid/{resource_type.lower()}", "value": str(key)}
 
 
+def _sent_meta(meta: Json) -> Json:
+    """Our meta as a peer gets it: the profile, and the security labels (a confidential
+    referral stays restricted there); not our versions and times, which are the peer's."""
+    sent: Json = {"profile": meta.get("profile", [])}
+    if meta.get("security"):
+        sent["security"] = meta["security"]
+    return sent
+
+
 def _rewrite(value: Any, replace: Callable[[str], str | None]) -> Any:
     if isinstance(value, list):
         return [_rewrite(item, replace) for item in value]
@@ -41,7 +50,7 @@ def _entry(resource: Json, full_url: str, base: str, key: uuid.UUID) -> Json:
     resource_type = resource["resourceType"]
     ours = our_identifier(base, resource_type, key)
     resource = {k: v for k, v in resource.items() if k not in {"id", "text"}}
-    resource["meta"] = {"profile": resource.get("meta", {}).get("profile", [])}
+    resource["meta"] = _sent_meta(resource.get("meta") or {})
     identifiers = [i for i in resource.get("identifier") or [] if i != ours]
     resource["identifier"] = [ours, *identifiers]
     return {
@@ -128,7 +137,7 @@ def task_for_peer(referral: Any, base: str, link: Any, remote_org: RemoteOrg) ->
 
     task = _rewrite(mapping.task_to_fhir(referral.task, base), replace)
     task["id"] = link.remote_task_id
-    task["meta"] = {"profile": task["meta"]["profile"]}
+    task["meta"] = _sent_meta(task["meta"])
     ours = our_identifier(base, "Task", referral.task.id)
     task["identifier"] = [ours, *[i for i in task.get("identifier") or [] if i != ours]]
     # An outcome recorded here is a Procedure on our server: name what was done instead.

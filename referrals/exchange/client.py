@@ -98,7 +98,7 @@ def _thumbprint(jwk: dict[str, Any]) -> str:
 
 # --- tokens -----------------------------------------------------------------------------------
 
-_tokens: dict[tuple[str, str], tuple[str, float]] = {}
+_tokens: dict[tuple[str, ...], tuple[str, float]] = {}
 _tokens_lock = threading.Lock()
 
 
@@ -134,7 +134,7 @@ class PeerClient:
         return url
 
     def _token(self, fresh: bool = False) -> str:
-        key = (str(self.peer.id), self.peer.client_id)
+        key = (str(self.peer.id), self.peer.client_id, self.peer.token_url, self.base)
         with _tokens_lock:
             cached = _tokens.get(key)
         if cached and not fresh and cached[1] > time.time() + 30:
@@ -231,7 +231,13 @@ class PeerClient:
     # -- FHIR ----------------------------------------------------------------------------------
 
     def url(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else f"{self.base}/{path}"
+        """A path on the peer, or an absolute URL only if it is on the peer's server: our token
+        never goes anywhere else (a link or reference the peer hands us included)."""
+        if path.startswith(("http://", "https://")):
+            if not path.startswith(self.base + "/") and path != self.base:
+                raise PeerRefused(f"{self.peer.name} pointed us off its server; not followed.")
+            return path
+        return f"{self.base}/{path}"
 
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
         return self._send("GET", self.url(f"{resource_type}/{resource_id}"))
@@ -250,7 +256,7 @@ class PeerClient:
 
         url: str | None = f"{self.base}/{resource_type}?{urlencode(params)}"
         while url:
-            page = self._send("GET", url)
+            page = self._send("GET", self.url(url))
             for entry in page.get("entry") or []:
                 if (entry.get("search") or {}).get("mode", "match") == "match":
                     yield entry["resource"]

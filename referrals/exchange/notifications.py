@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import uuid
 from typing import Any
@@ -23,7 +24,7 @@ from referrals.db import transaction
 from referrals.errors import NotFound
 from referrals.exchange.client import PeerClient, PeerError
 from referrals.exchange.models import ExchangePeer
-from referrals.exchange.service import mirror, schedule_poll, snapshot
+from referrals.exchange.service import catch_up, mirror, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ FILTER_CRITERIA = f"{BACKPORT}/StructureDefinition/backport-filter-criteria"
 PAYLOAD_CONTENT = f"{BACKPORT}/StructureDefinition/backport-payload-content"
 TOPIC_CANONICAL = f"{BACKPORT}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
 FETCH_JOB = "exchange.fetch"
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 bp = Blueprint("exchange_notifications", __name__)
 
@@ -147,7 +149,7 @@ def receive(peer_id: uuid.UUID) -> Response:
             return _outcome(400, "structure", "A notification is a Bundle.")
         status = _parameters(bundle)
         kind = status.get("type")
-        peer.subscription_status = str(status.get("status") or peer.subscription_status)
+        peer.subscription_status = str(status.get("status") or peer.subscription_status)[:20]
         if kind == "handshake":
             peer.subscription_status = "active"  # our 200 is what makes it active there
         if kind == "event-notification":
@@ -165,32 +167,54 @@ def receive(peer_id: uuid.UUID) -> Response:
 
 
 def _queue_events(session: Session, peer: ExchangePeer, events: list[tuple[Any, Any]]) -> None:
+    """A read of each Task named (on the peer, by its id), once per event of this
+    subscription; a gap in the event numbers queues a catch-up polling pass."""
     numbers = []
     for number, focus in events:
-        if not focus:
+        task_id = _task_id(peer, focus)
+        if task_id is None:
             continue
-        key = f"{FETCH_JOB}:{peer.id}:{peer.subscription_id}:{number or focus}"
+        try:
+            event = int(number)
+        except (TypeError, ValueError):
+            event = None
+        if event is not None and not 0 < event < 2**31:
+            event = None
+        # Without an event number, every notification is read (versions decide).
+        key = f"{event}" if event is not None else f"{task_id}:{uuid.uuid4()}"
         jobs.enqueue(
             session,
             FETCH_JOB,
-            {"peer_id": str(peer.id), "url": focus},
-            key,
+            {"peer_id": str(peer.id), "task_id": task_id},
+            f"{FETCH_JOB}:{peer.id}:{peer.subscription_id}:{key}",
             max_attempts=current_app.config["SETTINGS"].exchange_max_attempts,
         )
-        try:
-            numbers.append(int(number))
-        except (TypeError, ValueError):
-            continue
+        if event is not None:
+            numbers.append(event)
     if numbers:
-        first = min(numbers)
-        if first > peer.last_event_number + 1:
+        if min(numbers) > peer.last_event_number + 1:
             # Events we never got: catch up with a polling pass now.
-            schedule_poll(session, peer.id)
+            catch_up(session, peer.id, f"{peer.subscription_id}:{min(numbers)}")
         session.execute(
             update(ExchangePeer)
             .where(ExchangePeer.id == peer.id, ExchangePeer.last_event_number < max(numbers))
             .values(last_event_number=max(numbers))
         )
+
+
+def _task_id(peer: ExchangePeer, focus: Any) -> str | None:
+    """The Task id a notification's focus names, if it is a Task on this peer: we never fetch
+    a URL a notification hands us."""
+    if not isinstance(focus, str):
+        return None
+    base = peer.base_url.rstrip("/") + "/"
+    relative = focus[len(base) :] if focus.startswith(base) else focus
+    if relative.startswith(("http://", "https://")):
+        return None
+    parts = relative.split("/")
+    if len(parts) >= 2 and parts[0] == "Task" and FHIR_ID.fullmatch(parts[1]):
+        return parts[1]
+    return None
 
 
 @jobs.handler(FETCH_JOB)
@@ -202,7 +226,7 @@ def fetch_job(session: Session, payload: dict) -> None:
     client = PeerClient(snapshot(peer))
     session.commit()
     try:
-        task = client._send("GET", client.url(payload["url"]))
+        task = client.read("Task", payload["task_id"])
     except PeerError as err:
         if not err.retryable:
             raise jobs.PermanentJobError(str(err)) from None

@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -261,9 +262,11 @@ def push_job(session: Session, payload: dict) -> None:
 
 
 def push(session: Session, peer_id: uuid.UUID, referral_id: uuid.UUID) -> None:
-    """Bring the peer's copy of the referral up to date: create it there (a transaction), or
-    update its Task with the version we last saw (a 412 re-reads it and tries once more).
-    Nothing is held open while the peer works; the outcome is kept on the referral's link."""
+    """Bring the peer's copy of the referral up to date: create it there (a transaction), then
+    update its Task with the version we last saw. A 412 means the peer's copy moved: when the
+    referral's recipient works there, its move is mirrored here first; then ours is sent on
+    top of the version just read. Nothing is held open while the peer works; the outcome is
+    kept on the referral's link."""
     peer = session.get(ExchangePeer, peer_id)
     referral = session.get(Referral, referral_id)
     if peer is None or referral is None or not peer.active or not peer.push:
@@ -273,46 +276,109 @@ def push(session: Session, peer_id: uuid.UUID, referral_id: uuid.UUID) -> None:
     if link.pushed_version is not None and link.pushed_version >= version:
         session.commit()
         return  # a later job already sent this (jobs may run out of order)
-    remote_org = _remote_org(peer)
-    base = base_url()
     creating = link.remote_task_id is None
-    if creating:
-        body = bundles.referral_bundle(referral, base, remote_org)
-    else:
-        body = bundles.task_for_peer(referral, base, link, remote_org)
-    remote_version = link.remote_version
     client = PeerClient(snapshot(peer))
+    body = _body_for(session, peer_id, referral_id, creating)
     session.commit()
     try:
         if creating:
             answer = client.transaction(body)
-            found = {kind: (key, v) for kind, key, v in bundles.located(answer)}
-            outcome: dict[str, Any] = {
-                "remote_patient_id": found.get("Patient", (None, None))[0],
-                "remote_request_id": found.get("ServiceRequest", (None, None))[0],
-                "remote_task_id": found.get("Task", (None, None))[0],
-                "remote_version": found.get("Task", (None, None))[1],
-            }
+            outcome = _created(answer)
+            matched = any(
+                kind == "Task" and not str(status).startswith("201")
+                for kind, _key, _v, status in _located_with_status(answer)
+            )
+            if matched and version > 1:
+                # It was there already (an earlier try got through before a crash): what it
+                # holds is the state then; send ours on top of it.
+                _save_link(session, peer_id, referral_id, outcome, None)
+                session.commit()
+                body = _body_for(session, peer_id, referral_id, False)
+                session.commit()
+                outcome |= _update(client, peer_id, referral_id, body, outcome["remote_version"])
         else:
-            try:
-                updated = client.update(body, remote_version)
-            except PeerConflict:
-                current = client.read("Task", body["id"])
-                updated = client.update(body, current["meta"]["versionId"])
-            outcome = {"remote_version": (updated or {}).get("meta", {}).get("versionId")}
+            outcome = _update(client, peer_id, referral_id, body, body.pop("_version", None))
     except PeerError as err:
         _record_error(peer_id, referral_id, str(err))
         if not err.retryable:
             raise jobs.PermanentJobError(str(err)) from None
         raise
+    _save_link(session, peer_id, referral_id, outcome, version)
+
+
+def _body_for(
+    session: Session, peer_id: uuid.UUID, referral_id: uuid.UUID, creating: bool
+) -> dict[str, Any]:
+    """What to send: the whole referral the first time, then its Task (with the peer's version
+    we last saw, under `_version`)."""
+    peer = session.get(ExchangePeer, peer_id)
+    referral = session.get(Referral, referral_id)
+    session.refresh(referral.task)
+    remote_org = _remote_org(peer)
+    if creating:
+        return bundles.referral_bundle(referral, base_url(), remote_org)
+    link = _link(session, peer_id, referral_id)
+    body = bundles.task_for_peer(referral, base_url(), link, remote_org)
+    body["_version"] = link.remote_version
+    return body
+
+
+def _update(
+    client: PeerClient,
+    peer_id: uuid.UUID,
+    referral_id: uuid.UUID,
+    body: dict[str, Any],
+    remote_version: str | None,
+) -> dict[str, Any]:
+    body.pop("_version", None)
+    try:
+        updated = client.update(body, remote_version)
+    except PeerConflict:
+        current = client.read("Task", body["id"])
+        if mirror(peer_id, current, client):  # the recipient moved there: that comes first
+            with transaction() as session:
+                body = _body_for(session, peer_id, referral_id, False)
+            body.pop("_version", None)
+        updated = client.update(body, current["meta"]["versionId"])
+    return {"remote_version": (updated or {}).get("meta", {}).get("versionId")}
+
+
+def _located_with_status(answer: dict[str, Any]) -> list[tuple[str, str, str | None, str]]:
+    statuses = [
+        str((e.get("response") or {}).get("status") or "") for e in answer.get("entry") or []
+    ]
+    return [
+        (kind, key, v, status)
+        for (kind, key, v), status in zip(bundles.located(answer), statuses, strict=False)
+    ]
+
+
+def _created(answer: dict[str, Any]) -> dict[str, Any]:
+    found = {kind: (key, v) for kind, key, v in bundles.located(answer)}
+    return {
+        "remote_patient_id": found.get("Patient", (None, None))[0],
+        "remote_request_id": found.get("ServiceRequest", (None, None))[0],
+        "remote_task_id": found.get("Task", (None, None))[0],
+        "remote_version": found.get("Task", (None, None))[1],
+    }
+
+
+def _save_link(
+    session: Session,
+    peer_id: uuid.UUID,
+    referral_id: uuid.UUID,
+    outcome: dict[str, Any],
+    version: int | None,
+) -> None:
     link = _link(session, peer_id, referral_id)
     for key, value in outcome.items():
         if value is not None:
             setattr(link, key, value)
-    link.pushed_version = max(version, link.pushed_version or 0)
-    link.pushed_at = utcnow()
-    link.last_error = ""
-    link.last_error_at = None
+    if version is not None:
+        link.pushed_version = max(version, link.pushed_version or 0)
+        link.pushed_at = utcnow()
+        link.last_error = ""
+        link.last_error_at = None
 
 
 def _record_error(peer_id: uuid.UUID, referral_id: uuid.UUID, error: str) -> None:
@@ -356,10 +422,11 @@ def poll(peer_id: uuid.UUID) -> dict[str, int]:
         client = PeerClient(snapshot(peer))
         cursor = peer.poll_cursor
     counts = {"seen": 0, "mirrored": 0, "failed": 0}
-    newest = cursor
-    params = {"_count": "100"}
+    params = {"_count": "100", "_sort": "_lastUpdated"}
     if cursor:
-        params["_lastUpdated"] = f"gt{cursor}"
+        # ge, not gt: a Task changed in the same instant as the last one seen is not skipped
+        # (reading one twice changes nothing: versions decide).
+        params["_lastUpdated"] = f"ge{cursor}"
     try:
         remote_tasks = list(client.search("Task", params))
     except PeerError as err:
@@ -368,40 +435,93 @@ def poll(peer_id: uuid.UUID) -> dict[str, int]:
             peer.last_error = str(err)[:2000]
             peer.last_polled_at = utcnow()
         raise
+    newest: datetime | None = _instant(cursor)
+    oldest_failed: datetime | None = None
     for task in remote_tasks:
         counts["seen"] += 1
-        updated = (task.get("meta") or {}).get("lastUpdated") or ""
+        updated = _instant((task.get("meta") or {}).get("lastUpdated"))
         try:
             if mirror(peer_id, task, client):
                 counts["mirrored"] += 1
-        except Exception as err:  # one bad Task does not stop the pass; it is retried next time
+        except Exception as err:  # one bad Task does not stop the pass; it is read again
             counts["failed"] += 1
             log.warning(
-                "exchange: Task %s from peer %s not mirrored: %s", task.get("id"), peer_id, err
+                "exchange: Task %s of peer %s not mirrored: %s",
+                task.get("id"),
+                peer_id,
+                jobs.describe_error(err),
             )
+            if updated is not None:
+                oldest_failed = min(oldest_failed or updated, updated)
             continue
-        newest = max(newest, updated)
+        if updated is not None:
+            newest = max(newest or updated, updated)
     with transaction() as session:
         peer = session.get(ExchangePeer, peer_id)
-        if not counts["failed"]:
-            peer.poll_cursor = newest
+        # The next pass starts at the oldest Task that failed (read again), else the newest.
+        mark = oldest_failed if oldest_failed is not None else newest
+        if mark is not None:
+            peer.poll_cursor = mark.isoformat().replace("+00:00", "Z")
         peer.last_polled_at = utcnow()
         peer.last_error = ""
     return counts
 
 
+def _instant(value: Any) -> datetime | None:
+    from datetime import UTC
+
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _link_for_task(
+    session: Session, peer_id: uuid.UUID, task: dict[str, Any]
+) -> ExchangeLink | None:
+    """Our link to the peer's Task: by its id, or (a notification that outran the push's
+    answer, or a push whose answer was lost) by our identifier on it, then remembered."""
+    link = session.scalar(
+        select(ExchangeLink).where(
+            ExchangeLink.peer_id == peer_id, ExchangeLink.remote_task_id == task.get("id")
+        )
+    )
+    if link is not None:
+        return link
+    ours = f"{base_url()}/sid/task"
+    for identifier in task.get("identifier") or []:
+        if not isinstance(identifier, dict) or identifier.get("system") != ours:
+            continue
+        try:
+            task_id = uuid.UUID(str(identifier.get("value")))
+        except ValueError:
+            return None
+        from referrals.loop.models import Task as OurTask
+
+        referral_id = session.scalar(select(OurTask.referral_id).where(OurTask.id == task_id))
+        if referral_id is None:
+            return None
+        link = _link(session, peer_id, referral_id)
+        if link.remote_task_id not in {None, task.get("id")}:
+            return None  # ours is linked to another Task there
+        link.remote_task_id = str(task.get("id"))
+        focus = str((task.get("focus") or {}).get("reference") or "")
+        if focus.rpartition("/")[0].endswith("ServiceRequest"):
+            link.remote_request_id = link.remote_request_id or focus.rpartition("/")[2]
+        return link
+    return None
+
+
 def mirror(peer_id: uuid.UUID, task: dict[str, Any], client: PeerClient | None = None) -> bool:
-    """Make our copy of a referral follow the peer's Task (a newer version than we saw):
-    the moves between our status and theirs, by their organisation. False if not ours or not
-    newer."""
+    """Make our copy of a referral follow the peer's Task (a newer version than we saw): the
+    moves between our status and theirs, by their organisation. Only for a referral whose
+    recipient works on that peer: a peer that is only told of a referral cannot move it here.
+    False if not ours to follow, or not newer."""
     from referrals.fhir.tasks import update_form
 
     with transaction() as session:
-        link = session.scalar(
-            select(ExchangeLink).where(
-                ExchangeLink.peer_id == peer_id, ExchangeLink.remote_task_id == task.get("id")
-            )
-        )
+        link = _link_for_task(session, peer_id, task)
         if link is None:
             return False
         remote_version = str((task.get("meta") or {}).get("versionId") or "")
@@ -411,9 +531,14 @@ def mirror(peer_id: uuid.UUID, task: dict[str, Any], client: PeerClient | None =
             return False
         referral = session.get(Referral, link.referral_id)
         peer = link.peer
+        works_there = _remote_org(peer)(referral.performer_org_id)
+        if not works_there:
+            return False
         org = session.get(Organization, referral.performer_org_id)
         actor = peer_actor(org, peer)
         referral_id, base = referral.id, base_url()
+        # Did the peer hold our state before this change? Then it holds it after, too.
+        in_step = link.pushed_version is not None and link.pushed_version >= referral.task.version
         client = client or PeerClient(snapshot(peer))
     goal = normalize_status(task.get("status") or "")
     incoming = {k: v for k, v in task.items() if k not in {"focus", "for", "owner", "id"}}
@@ -427,20 +552,19 @@ def mirror(peer_id: uuid.UUID, task: dict[str, Any], client: PeerClient | None =
             step = incoming if last else {"status": _after(action)}
             form = update_form(step, current, _procedure_code(client))
             loop.change_referral(actor, referral_id, form)
-        if not moves and goal == start and incoming.get("note"):
-            form = update_form(incoming, current, _procedure_code(client))
-            if form.get("action"):
+        if not moves and goal == start and (incoming.get("note") or incoming.get("businessStatus")):
+            try:
+                form = update_form(incoming, current, _procedure_code(client))
+            except Exception:  # nothing we can take from it (the same note again)
+                form = {}
+            if form.get("action") and (form.get("note") or form.get("business_status")):
                 loop.change_referral(actor, referral_id, form)
     with transaction() as session:
-        link = session.scalar(
-            select(ExchangeLink).where(
-                ExchangeLink.peer_id == peer_id, ExchangeLink.remote_task_id == task.get("id")
-            )
-        )
+        link = _link_for_task(session, peer_id, task)
         link.remote_version = remote_version or link.remote_version
         link.pulled_at = utcnow()
-        # What the peer now holds is what we hold: no push back of the same state.
-        link.pushed_version = session.get(Referral, referral_id).task.version
+        if in_step:  # no push back of what came from there; a change of ours still goes
+            link.pushed_version = session.get(Referral, referral_id).task.version
     return True
 
 
@@ -564,22 +688,33 @@ def _poll_again(session: Session, payload: dict, _error: str = "") -> None:
         schedule_poll(session, peer.id, delay=current_app.config["SETTINGS"].exchange_poll_seconds)
 
 
+def catch_up(session: Session, peer_id: uuid.UUID, reason: str) -> None:
+    """A polling pass now, whether the peer is polled or not (notifications were missed)."""
+    jobs.enqueue(
+        session,
+        POLL_JOB,
+        {"peer_id": str(peer_id), "catch_up": True},
+        f"{POLL_JOB}:{peer_id}:catch-up:{reason}",
+    )
+
+
 @jobs.handler(POLL_JOB, on_dead=_poll_again)
 def poll_job(session: Session, payload: dict) -> None:
-    """One polling pass, then the next one scheduled (also when this one is given up)."""
+    """One polling pass, then the next one scheduled (also when this one is given up); a
+    catch-up pass runs once, for a peer that is subscribed to rather than polled."""
     session.commit()
     peer = session.get(ExchangePeer, uuid.UUID(payload["peer_id"]))
-    if peer is None or not peer.active or not peer.poll:
+    if peer is None or not peer.active or not (peer.poll or payload.get("catch_up")):
         return
     session.commit()
     poll(peer.id)
-    _poll_again(session, payload)
+    if not payload.get("catch_up"):
+        _poll_again(session, payload)
 
 
 # --- the admins' Exchange page ----------------------------------------------------------------
 
 from dataclasses import dataclass  # noqa: E402  (this section is read-only and self-contained)
-from datetime import datetime  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ TASK_PARAMS = frozenset(
         "_offset",
         "_include",
         "_format",
+        "_sort",
     }
 )
 DEFAULT_COUNT, MAX_COUNT = 50, 200
@@ -153,6 +154,9 @@ def search_tasks(actor: Actor, params: Mapping[str, list[str]], base: str) -> Ta
     includes = params.get("_include", [])
     if any(value != "Task:focus" for value in includes):
         raise SearchProblem("Only _include=Task:focus is supported.", "_include")
+    if any(value != "_lastUpdated" for value in params.get("_sort", [])):
+        # Tasks come oldest change first, as pollers need them; no other order is offered.
+        raise SearchProblem("Only _sort=_lastUpdated is supported.", "_sort")
     count = _number(params, "_count", DEFAULT_COUNT, 0, MAX_COUNT)
     offset = _number(params, "_offset", 0, 0, 10**9)
 

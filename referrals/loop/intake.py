@@ -325,6 +325,14 @@ def _patient(session: Session, actor: Actor, part: PatientPart, created: set[str
         if patient is None or patient.organization_id != actor.org_id:
             audit.deny(session, actor, "referral.create", "Patient", key)
             raise NotFound("No such patient in your organisation.")
+        if part.existing_id is None and part.form is not None and not _same_person(patient, part):
+            # An identifier or record number alone is not the person (an intermediary relays
+            # for several clinics; a number is mistyped): the birth date and family name
+            # must agree too.
+            raise InvalidInput(
+                "The record number is another patient's.",
+                {"mrn": ["This identifier is on record for a different patient."]},
+            )
         return patient
     if part.form is None:
         raise InvalidInput("Who is the referral for?", {"patient": ["Send the Patient."]})
@@ -332,6 +340,13 @@ def _patient(session: Session, actor: Actor, part: PatientPart, created: set[str
     _remember(session, actor, "Patient", patient.id, part.identifiers)
     created.add("Patient")
     return patient
+
+
+def _same_person(patient: Patient, part: PatientPart) -> bool:
+    form = part.form or {}
+    return str(patient.birth_date) == str(form.get("birth_date")) and (
+        patient.family_name.casefold() == str(form.get("family_name") or "").casefold()
+    )
 
 
 def _need(

@@ -12,12 +12,12 @@ from sqlalchemy import select
 from referrals.db import db
 from referrals.exchange import service
 from referrals.exchange.client import PeerUnavailable
-from referrals.exchange.models import ExchangePeer
+from referrals.exchange.models import ExchangeLink, ExchangePeer
 from referrals.jobs import run_due_jobs
 from referrals.loop.models import Referral, ReferralEvent
 from tests.exchange.conftest import CLIENT_ID
 from tests.fakes.fhir_exchange import FakeExchange
-from tests.helpers import SYSTEM, World, make_patient, send
+from tests.helpers import SYSTEM, World, make_patient, move, send
 
 REMOTE_ORG = "pantry-on-its-own-system"
 
@@ -182,3 +182,52 @@ def test_the_peer_down_is_an_error_on_the_peer_and_the_pass_waits(
     assert result.exit_code == 0, result.output
     # The Task we pushed is new there since the last pass, and already ours.
     assert "Food bank system: Tasks changed there 1, mirrored here 0, failed 0." in result.output
+
+
+def test_a_cancel_here_still_reaches_the_peer_after_its_accept_is_read(
+    world, exchange, peer_id
+) -> None:
+    """The clinic cancels here while the pantry accepts there: reading the accept does not
+    mark the cancellation as sent; the push then puts it on top of the peer's version."""
+    referral = sent(world)
+    move(world, "clinician", referral, "cancel", reason="need-resolved")
+    accepted = moved_there(exchange, status="accepted")
+    service.mirror(peer_id, accepted)
+    assert ours(referral).task.status == "cancelled"
+    run_due_jobs()
+    task = remote_task(exchange)
+    assert task["status"] == "cancelled"
+    put = [r for r in exchange.requests if r["method"] == "PUT"][-1]
+    assert put["headers"]["If-Match"] == f'W/"{accepted["meta"]["versionId"]}"'
+
+
+def test_a_peer_that_is_only_told_cannot_move_a_referral_here(world, exchange) -> None:
+    """The exchange is told of the food bank's referrals; the food bank works here. Whatever
+    the exchange does to its copy, nothing moves here."""
+    peer = service.add_peer(
+        SYSTEM,
+        name="Exchange",
+        base_url=exchange.url,
+        client_id=CLIENT_ID,
+        organizations={world.orgs["clinic"].name: None, world.orgs["food"].name: None},
+    )
+    referral = sent(world)
+    accepted = moved_there(exchange, status="accepted")
+    assert service.mirror(peer.id, accepted) is False
+    assert ours(referral).task.status == "requested"
+
+
+def test_a_notification_that_outruns_the_push_finds_the_referral_by_our_identifier(
+    world, exchange, peer_id
+) -> None:
+    """The peer's copy is found by the identifier we gave its Task, even when the push's
+    answer never reached us (a crash, a timeout)."""
+    referral = sent(world)
+    session = db.session()
+    link = session.scalar(select(ExchangeLink).where(ExchangeLink.referral_id == referral.id))
+    link.remote_task_id = link.remote_version = None  # as if the answer was lost
+    session.commit()
+    db.session.remove()
+    accepted = moved_there(exchange, status="accepted")
+    assert service.mirror(peer_id, accepted) is True
+    assert ours(referral).task.status == "accepted"

@@ -207,3 +207,31 @@ def test_a_long_outage_is_waited_for_and_caught_up_in_order(
         if r["method"] == "POST" and r["path"].endswith("/fhir") and r["status"] == 200
     ]
     assert len(creates) == 2  # one transaction each, nothing sent twice
+
+
+def test_a_confidential_referral_stays_labelled_restricted_on_the_peer(
+    world: World, exchange: FakeExchange
+) -> None:
+    from tests.helpers import years_ago
+
+    service.add_peer(
+        SYSTEM,
+        name="Exchange",
+        base_url=exchange.url,
+        client_id=CLIENT_ID,
+        organizations={world.orgs["youth"].name: None},
+    )
+    teen = make_patient(world, birth_date=years_ago(15), phone="+15105550177")
+    send(
+        world,
+        teen,
+        "youth",
+        category="intimate-partner-violence",
+        sensitive="y",
+        consent_given_by="patient",
+        consent_given_by_name="Teen",
+    )
+    drain()
+    for kind in ("ServiceRequest", "Task"):
+        [resource] = exchange.resources(kind)
+        assert {"code": "R"}.items() <= resource["meta"]["security"][0].items(), kind

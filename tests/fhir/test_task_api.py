@@ -213,3 +213,14 @@ def test_a_body_over_the_limit_is_413(app, world: World) -> None:
     response = put(app, f"/fhir/Task/{referral.task.id}", huge, bearer)
     assert response.status_code == 413
     assert outcome(response).issue[0].diagnostics == "The body is over 1024 KiB."
+
+
+def test_tasks_come_oldest_change_first_and_only_that_sort_is_offered(app, world: World) -> None:
+    first = send(world, make_patient(world))
+    second = send(world, make_patient(world, given_name="Leo", birth_date="2016-02-02"))
+    bearer = token(app, world, "food")
+    page = get(app, "/fhir/Task?_sort=_lastUpdated", bearer).get_json()
+    assert [e["resource"]["id"] for e in page["entry"]] == [str(first.task.id), str(second.task.id)]
+    refused = get(app, "/fhir/Task?_sort=-_lastUpdated", bearer)
+    assert refused.status_code == 400
+    assert "Only _sort=_lastUpdated" in outcome(refused).issue[0].diagnostics

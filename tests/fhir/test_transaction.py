@@ -805,3 +805,20 @@ def test_not_json_or_not_fhir_json(app, world: World) -> None:
         "/fhir", data=json.dumps(referral_bundle(world)), content_type=FHIR_JSON
     )
     assert unauthenticated.status_code == 401
+
+
+def test_a_record_number_that_is_another_patients_is_refused(app, world: World) -> None:
+    bearer = token(app, world)
+    assert post(app, referral_bundle(world, tag="3001"), bearer).status_code == 200
+    other = referral_bundle(world, tag="3002")
+    patient = entry(other, "Patient")
+    patient["resource"]["identifier"][0]["value"] = "MRN-3001"  # the same number...
+    patient["resource"]["name"] = [{"family": "Nguyen", "given": ["An"]}]  # ...another child
+    patient["request"].pop("ifNoneExist")
+    before = counts()
+    response = post(app, other, bearer)
+    assert response.status_code == 422
+    issue = outcome(response).issue[0]
+    assert issue.expression == ["Patient.identifier"]
+    assert "on record for a different patient" in issue.diagnostics
+    assert counts() == before
