@@ -197,6 +197,12 @@ def parse_subscription(
             f"channel.endpoint must be an {' or '.join(schemes)} URL (500 characters at most).",
             "Subscription.channel.endpoint",
         )
+    if https_only and not public_host(parts.hostname):
+        raise _refuse(
+            "channel.endpoint must be a public address on the internet, not a private, "
+            "loopback or link-local one.",
+            "Subscription.channel.endpoint",
+        )
     if channel.get("payload") != FHIR_JSON:
         raise _refuse(f"channel.payload must be {FHIR_JSON}.", "Subscription.channel.payload")
     contents = [
@@ -525,7 +531,26 @@ class DeliveryFailed(Exception):
     """The subscriber did not take a notification: the outbox tries again later."""
 
 
+def public_host(hostname: str) -> bool:
+    """Whether every address the name resolves to is a public one: notifications never go to
+    our own network (loopback, private, link-local, reserved) on a partner's say-so."""
+    import ipaddress
+    import socket
+
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(hostname, None)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(addresses) and all(
+        ipaddress.ip_address(address.split("%")[0]).is_global for address in addresses
+    )
+
+
 def _post(endpoint: str, bundle: dict[str, Any], headers: list[str], what: str) -> None:
+    if current_app.config["SETTINGS"].env == "production":
+        host = urlsplit(endpoint).hostname or ""
+        if not public_host(host):
+            raise DeliveryFailed(f"{what} to {endpoint}: not a public address; not sent")
     sent = {"Content-Type": f"{FHIR_JSON}; charset=utf-8", "Accept": FHIR_JSON}
     for line in headers:
         name, _, value = line.partition(":")

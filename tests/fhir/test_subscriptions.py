@@ -385,3 +385,23 @@ def test_the_capability_statement_names_our_topics(app) -> None:
     assert {i["code"] for i in entry["interaction"]} == {"create", "read", "delete"}
     assert entry["operation"] == [{"name": "status", "definition": subs.STATUS_OPERATION}]
     assert_valid_r4(statement)
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize(
+    ("host", "public"),
+    [
+        ("127.0.0.1", False),
+        ("localhost", False),
+        ("10.1.2.3", False),
+        ("192.168.0.10", False),
+        ("169.254.169.254", False),
+        ("::1", False),
+        ("8.8.8.8", True),
+        ("no-such-host.invalid", False),
+    ],
+)
+def test_only_public_addresses_are_notified_in_production(host: str, public: bool) -> None:
+    from referrals.fhir.subscriptions import public_host
+
+    assert public_host(host) is public
