@@ -18,7 +18,6 @@ from referrals.exchange import service
 from referrals.exchange.models import ExchangePeer
 from referrals.jobs import Job
 from tests.exchange.conftest import CLIENT_ID
-from tests.exchange.test_subscribe import live_url  # noqa: F401
 from tests.fakes.fhir_exchange import FakeExchange
 from tests.helpers import SYSTEM, WebClient, World
 
@@ -210,7 +209,7 @@ def test_subscribe_from_the_page_shows_the_subscription(
     world: World,
     exchange: FakeExchange,
     client: WebClient,
-    live_url: str,  # noqa: F811  (the peer calls us back for the handshake)
+    live_url: str,
 ) -> None:
     peer = a_peer(
         world,

@@ -4,7 +4,10 @@ CBO's inbox like any other, and the exchange follows our Task's moves back."""
 
 from __future__ import annotations
 
+import json
 import uuid
+
+import requests
 
 from referrals.db import db
 from referrals.directory.service import register_organization
@@ -12,7 +15,7 @@ from referrals.fhir.oauth import register_client
 from referrals.loop.models import Referral
 from tests.fhir.test_api import get
 from tests.fhir.test_oauth import assertion, jwks, token_form
-from tests.fhir.test_transaction import answer_ids, entry, post, referral_bundle
+from tests.fhir.test_transaction import entry, referral_bundle
 from tests.helpers import SYSTEM, World, move
 
 HIE = "https://hie.example.org/fhir"
@@ -50,12 +53,22 @@ def relayed(world: World) -> dict:
 
 
 def test_a_relayed_referral_lands_in_the_inbox_and_its_moves_flow_back(
-    app, world: World, client
+    app, world: World, client, live_url: str
 ) -> None:
+    """Over real HTTP, as the exchange's system would call us."""
     bearer = exchange_token(app, world)
-    response = post(app, relayed(world), bearer)
-    assert response.status_code == 200, response.get_json()
-    ids = answer_ids(response)
+    sent = requests.post(
+        f"{live_url}/fhir",
+        data=json.dumps(relayed(world)),
+        headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/fhir+json"},
+        timeout=10,
+    )
+    assert sent.status_code == 200, sent.text
+    ids = {
+        e["response"]["location"].split("/")[0]: e["response"]["location"].split("/")[1]
+        for e in sent.json()["entry"]
+    }
+    db.session.remove()
 
     client.login(world, "food")
     assert "Lucia M Reyes" in client.get("/inbox").get_data(as_text=True)

@@ -6,15 +6,10 @@ without our secret is refused."""
 from __future__ import annotations
 
 import copy
-import dataclasses
-import threading
-from collections.abc import Iterator
 
 import pytest
 import requests
-from flask import Flask
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from referrals.db import db
 from referrals.exchange import service
@@ -27,23 +22,6 @@ from tests.fakes.fhir_exchange import FakeExchange
 from tests.helpers import SYSTEM, World, make_patient, send
 
 REMOTE_ORG = "pantry-on-its-own-system"
-
-
-@pytest.fixture
-def live_url(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The app on a free port, so the peer can call us back."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
-    settings = app.config["SETTINGS"]
-    monkeypatch.setitem(app.config, "SETTINGS", dataclasses.replace(settings, public_base_url=url))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield url
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
 
 
 @pytest.fixture
