@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextvars
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 from werkzeug.test import TestResponse
 
 from referrals.auth.actor import Actor
@@ -233,3 +234,18 @@ class WebClient:
         assert response.status_code == 302, response.get_data(as_text=True)
         self.get(response.headers["Location"])  # a page with the signed-in session's token
         return response
+
+
+def statements_run(work: Callable[[], object]) -> int:
+    """How many SQL statements `work()` sends to the database."""
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        work()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    return len(statements)

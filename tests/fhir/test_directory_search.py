@@ -18,7 +18,7 @@ from referrals.directory.service import add_service, register_organization
 from referrals.terminology import SDOHCC_CODES, SNOMED
 from tests.fhir.test_api import outcome
 from tests.fhir.test_search import Client, refused_naming
-from tests.helpers import SYSTEM, World
+from tests.helpers import SYSTEM, World, statements_run
 
 ORGANIZATION_TYPE = "http://terminology.hl7.org/CodeSystem/organization-type"
 
@@ -372,21 +372,7 @@ def test_queries_do_not_grow_with_the_rows(
     app, world: World, directory: Directory, query: str
 ) -> None:
     """No query per row: a page of one and a page of all take as many statements."""
-    from sqlalchemy import event
-
     clinic = Client(app, world, "clinic")
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        clinic.bundle(query.format(n=1))
-        one = len(statements)
-        statements.clear()
-        clinic.bundle(query.format(n=200))
-        every = len(statements)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+    one = statements_run(lambda: clinic.bundle(query.format(n=1)))
+    every = statements_run(lambda: clinic.bundle(query.format(n=200)))
     assert every == one, query

@@ -24,7 +24,7 @@ from referrals.patients.screening import complete_screening, save_answers, start
 from referrals.terminology import SDOH_CATEGORIES, SDOHCC_CODES, SNOMED
 from tests.fhir.test_api import outcome
 from tests.fhir.test_search import Client
-from tests.helpers import World, make_patient, move
+from tests.helpers import World, make_patient, move, statements_run
 from tests.patients.test_screening_flow import AHC_FOOD_AND_HOUSING
 
 GOAL_ACHIEVEMENT = "http://terminology.hl7.org/CodeSystem/goal-achievement"
@@ -376,21 +376,7 @@ def test_people_are_searched_by_active(app, world: World) -> None:
 @pytest.mark.parametrize("query", ["Goal?_count={n}", "PractitionerRole?_count={n}"])
 def test_queries_do_not_grow_with_the_rows(app, world: World, needs: Needs, query: str) -> None:
     """No query per row: a page of one and a page of all take as many statements."""
-    from sqlalchemy import event
-
     clinic = Client(app, world, "clinic")
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        clinic.bundle(query.format(n=1))
-        one = len(statements)
-        statements.clear()
-        clinic.bundle(query.format(n=200))
-        every = len(statements)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+    one = statements_run(lambda: clinic.bundle(query.format(n=1)))
+    every = statements_run(lambda: clinic.bundle(query.format(n=200)))
     assert every == one, query

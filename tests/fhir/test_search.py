@@ -24,7 +24,7 @@ from referrals.loop.models import Referral
 from referrals.patients.models import Consent, ScreeningObservation
 from referrals.terminology import SDOHCC_CODES, SNOMED
 from tests.fhir.test_api import get, outcome, token
-from tests.helpers import World, make_patient, move, send
+from tests.helpers import World, make_patient, move, send, statements_run
 from tests.patients.test_screening_flow import finished_ahc
 
 US_CORE_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/us-core-category"
@@ -505,22 +505,7 @@ def test_queries_do_not_grow_with_the_rows(
     app, world: World, story: Story, resource_type: str
 ) -> None:
     """No query per row: a page of one and a page of all take as many statements."""
-    from sqlalchemy import event
-
     clinic = Client(app, world, "clinic")
-    engine = db.engine
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args) -> None:
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        clinic.bundle(f"{resource_type}?_count=1")
-        one = len(statements)
-        statements.clear()
-        clinic.bundle(f"{resource_type}?_count=200")
-        every = len(statements)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    one = statements_run(lambda: clinic.bundle(f"{resource_type}?_count=1"))
+    every = statements_run(lambda: clinic.bundle(f"{resource_type}?_count=200"))
     assert every == one, resource_type
