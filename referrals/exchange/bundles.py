@@ -152,17 +152,18 @@ def task_for_peer(referral: Any, base: str, link: Any, remote_org: RemoteOrg) ->
     return task
 
 
-def located(answer: Json) -> list[tuple[str, str, str | None]]:
-    """(type, id, version) of each entry of a transaction-response, in order."""
+def located(answer: Json) -> list[tuple[str, str, str | None, str]]:
+    """(type, id, version, status) of each entry of a transaction-response, in order."""
     found = []
     for entry in answer.get("entry") or []:
         response = entry.get("response") or {}
+        status = str(response.get("status") or "")
         parts = str(response.get("location") or "").split("/")
         if "_history" in parts:
             at = parts.index("_history")
-            found.append((parts[at - 2], parts[at - 1], parts[at + 1]))
+            found.append((parts[at - 2], parts[at - 1], parts[at + 1], status))
         elif len(parts) >= 2:
-            found.append((parts[-2], parts[-1], None))
+            found.append((parts[-2], parts[-1], None, status))
         else:
-            found.append(("", "", None))
+            found.append(("", "", None, status))
     return found

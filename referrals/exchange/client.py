@@ -239,6 +239,13 @@ class PeerClient:
             return path
         return f"{self.base}/{path}"
 
+    def metadata(self) -> dict[str, Any]:
+        """The peer's CapabilityStatement (public, no token)."""
+        return self._send("GET", self.url("metadata"), auth=False) or {}
+
+    def create(self, resource: dict[str, Any]) -> dict[str, Any]:
+        return self._send("POST", self.url(resource["resourceType"]), resource=resource) or {}
+
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
         return self._send("GET", self.url(f"{resource_type}/{resource_id}"))
 

@@ -49,7 +49,7 @@ def endpoint(peer_id: uuid.UUID) -> str:
 
 def _task_topic(client: PeerClient) -> str:
     """The Task topic the peer's CapabilityStatement names (backport topic canonical)."""
-    statement = client._send("GET", client.url("metadata"), auth=False) or {}
+    statement = client.metadata()
     topics = [
         ext.get("valueCanonical")
         for rest in statement.get("rest") or []
@@ -102,7 +102,7 @@ def subscribe(actor: Actor, peer_id: uuid.UUID) -> str:
             "header": [f"Authorization: Bearer {secret}"],
         },
     }
-    created = client._send("POST", client.url("Subscription"), resource=subscription)
+    created = client.create(subscription)
     with transaction() as session:
         peer = session.get(ExchangePeer, peer_id)
         peer.subscribe = True

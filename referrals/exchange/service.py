@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -278,26 +279,26 @@ def push(session: Session, peer_id: uuid.UUID, referral_id: uuid.UUID) -> None:
         return  # a later job already sent this (jobs may run out of order)
     creating = link.remote_task_id is None
     client = PeerClient(snapshot(peer))
-    body = _body_for(session, peer_id, referral_id, creating)
+    body, remote_version = _body_for(session, peer_id, referral_id, creating)
     session.commit()
     try:
         if creating:
             answer = client.transaction(body)
             outcome = _created(answer)
             matched = any(
-                kind == "Task" and not str(status).startswith("201")
-                for kind, _key, _v, status in _located_with_status(answer)
+                kind == "Task" and not status.startswith("201")
+                for kind, _key, _version, status in bundles.located(answer)
             )
             if matched and version > 1:
                 # It was there already (an earlier try got through before a crash): what it
                 # holds is the state then; send ours on top of it.
                 _save_link(session, peer_id, referral_id, outcome, None)
                 session.commit()
-                body = _body_for(session, peer_id, referral_id, False)
+                body, _ = _body_for(session, peer_id, referral_id, False)
                 session.commit()
                 outcome |= _update(client, peer_id, referral_id, body, outcome["remote_version"])
         else:
-            outcome = _update(client, peer_id, referral_id, body, body.pop("_version", None))
+            outcome = _update(client, peer_id, referral_id, body, remote_version)
     except PeerError as err:
         _record_error(peer_id, referral_id, str(err))
         if not err.retryable:
@@ -308,19 +309,17 @@ def push(session: Session, peer_id: uuid.UUID, referral_id: uuid.UUID) -> None:
 
 def _body_for(
     session: Session, peer_id: uuid.UUID, referral_id: uuid.UUID, creating: bool
-) -> dict[str, Any]:
-    """What to send: the whole referral the first time, then its Task (with the peer's version
-    we last saw, under `_version`)."""
+) -> tuple[dict[str, Any], str | None]:
+    """What to send: the whole referral the first time, then its Task; with the peer's Task
+    version we last saw."""
     peer = session.get(ExchangePeer, peer_id)
     referral = session.get(Referral, referral_id)
     session.refresh(referral.task)
     remote_org = _remote_org(peer)
     if creating:
-        return bundles.referral_bundle(referral, base_url(), remote_org)
+        return bundles.referral_bundle(referral, base_url(), remote_org), None
     link = _link(session, peer_id, referral_id)
-    body = bundles.task_for_peer(referral, base_url(), link, remote_org)
-    body["_version"] = link.remote_version
-    return body
+    return bundles.task_for_peer(referral, base_url(), link, remote_org), link.remote_version
 
 
 def _update(
@@ -330,31 +329,19 @@ def _update(
     body: dict[str, Any],
     remote_version: str | None,
 ) -> dict[str, Any]:
-    body.pop("_version", None)
     try:
         updated = client.update(body, remote_version)
     except PeerConflict:
         current = client.read("Task", body["id"])
         if mirror(peer_id, current, client):  # the recipient moved there: that comes first
             with transaction() as session:
-                body = _body_for(session, peer_id, referral_id, False)
-            body.pop("_version", None)
+                body, _ = _body_for(session, peer_id, referral_id, False)
         updated = client.update(body, current["meta"]["versionId"])
     return {"remote_version": (updated or {}).get("meta", {}).get("versionId")}
 
 
-def _located_with_status(answer: dict[str, Any]) -> list[tuple[str, str, str | None, str]]:
-    statuses = [
-        str((e.get("response") or {}).get("status") or "") for e in answer.get("entry") or []
-    ]
-    return [
-        (kind, key, v, status)
-        for (kind, key, v), status in zip(bundles.located(answer), statuses, strict=False)
-    ]
-
-
 def _created(answer: dict[str, Any]) -> dict[str, Any]:
-    found = {kind: (key, v) for kind, key, v in bundles.located(answer)}
+    found = {kind: (key, v) for kind, key, v, _status in bundles.located(answer)}
     return {
         "remote_patient_id": found.get("Patient", (None, None))[0],
         "remote_request_id": found.get("ServiceRequest", (None, None))[0],
@@ -713,8 +700,6 @@ def poll_job(session: Session, payload: dict) -> None:
 
 
 # --- the admins' Exchange page ----------------------------------------------------------------
-
-from dataclasses import dataclass  # noqa: E402  (this section is read-only and self-contained)
 
 
 @dataclass(frozen=True)
