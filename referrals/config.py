@@ -95,6 +95,9 @@ class Settings:
                 values[f.name] = float(raw)
             else:
                 values[f.name] = raw
+        if "PUBLIC_BASE_URL" not in os.environ and os.environ.get("PORT", "").isdigit():
+            # `PORT=5090 make run`: links, callbacks and FHIR references name that port.
+            values["public_base_url"] = f"http://127.0.0.1:{os.environ['PORT']}"
         if env != "production" and "SESSION_COOKIE_SECURE" not in os.environ:
             # Local HTTP on 127.0.0.1 cannot carry a Secure cookie in every browser.
             values["session_cookie_secure"] = False

@@ -45,6 +45,7 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Flask:
             "env": "test",
             "database_url": database_url,
             "secret_key": "test-secret-key",
+            "public_base_url": "http://127.0.0.1:5000",  # whatever PORT the shell has
             "argon2_memory_kib": 1024,
             "argon2_time_cost": 1,
             "session_cookie_secure": False,

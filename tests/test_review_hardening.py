@@ -255,3 +255,11 @@ def test_behind_a_trusted_proxy_the_audit_records_the_clients_address(world, dat
     entry = db.session().scalar(select(AuditEvent).where(AuditEvent.action == "auth.login"))
     assert entry.ip == "203.0.113.7"
     logging.getLogger().setLevel(logging.WARNING)
+
+
+def test_the_port_served_on_is_the_public_address_unless_one_is_given(monkeypatch):
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    monkeypatch.setenv("PORT", "5090")
+    assert Settings.from_env({"env": "test"}).public_base_url == "http://127.0.0.1:5090"
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://referrals.example.org")
+    assert Settings.from_env({"env": "test"}).public_base_url == "https://referrals.example.org"
