@@ -91,6 +91,7 @@ def register_commands(app: Flask) -> None:
         from referrals import jobs
 
         if once:
+            jobs.run_start_hooks()
             counts = jobs.run_due_jobs()
             click.echo(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "No jobs due.")
             return

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Index, String, Text, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from referrals.db import Base, db, utcnow
+from referrals.db import Base, db, transaction, utcnow
 from referrals.redact import redact
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,24 @@ class Defer(Exception):
     def __init__(self, until: datetime, reason: str = "") -> None:
         super().__init__(reason or f"deferred until {until.isoformat()}")
         self.until = until
+
+
+StartHook = Callable[[Session], None]
+START_HOOKS: list[StartHook] = []
+
+
+def on_worker_start(fn: StartHook) -> StartHook:
+    """Register a function run in one transaction whenever a worker starts (for instance, to
+    make sure a job that reschedules itself has its first run queued)."""
+    if fn not in START_HOOKS:
+        START_HOOKS.append(fn)
+    return fn
+
+
+def run_start_hooks() -> None:
+    with transaction() as session:
+        for hook in START_HOOKS:
+            hook(session)
 
 
 DeadHandler = Callable[[Session, dict, str], None]
@@ -261,6 +279,7 @@ def run_due_jobs(*, limit: int = 20, name: str | None = None) -> dict[str, int]:
 def run_worker(poll_seconds: float, stop: Callable[[], bool] = lambda: False) -> None:
     """Run jobs as they fall due, until `stop()` says so."""
     name = worker_name()
+    run_start_hooks()
     log.info("worker %s started", name)
     while not stop():
         try:
