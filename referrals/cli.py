@@ -1,15 +1,37 @@
-"""Flask commands: db-upgrade, seed-demo, create-user, worker, audit-verify."""
+"""Flask commands: check-config, db-upgrade, seed-demo, create-user, worker, serve,
+audit-verify."""
 
 from __future__ import annotations
 
 import signal
 import sys
+import threading
+from datetime import timedelta
 
 import click
 from flask import Flask, current_app
 
 from referrals.auth.actor import Actor
 from referrals.errors import InvalidInput
+
+
+@click.command("check-config")
+def check_config() -> None:
+    """Check the settings in the environment, naming every missing or unsafe one at once;
+    exit 1 if the app would refuse to start with them. Runs without starting the app."""
+    from referrals.config import Settings
+
+    settings = Settings.read()
+    errors, warnings = settings.problems()
+    click.echo(f"Settings for REFERRALS_ENV={settings.env}:")
+    for title, items in (("Must be mended (the app will not start)", errors), ("Check", warnings)):
+        if items:
+            click.echo(f"{title}:")
+            for item in items:
+                click.echo(f"  - {item}")
+    if errors:
+        sys.exit(1)
+    click.echo("The app can start with these settings.")
 
 
 def register_commands(app: Flask) -> None:
@@ -90,20 +112,23 @@ def register_commands(app: Flask) -> None:
         """Deliver outbox jobs (SMS notices, exchange pushes) with retries."""
         from referrals import jobs
 
+        settings = current_app.config["SETTINGS"]
         if once:
             jobs.run_start_hooks()
-            counts = jobs.run_due_jobs()
+            counts = jobs.run_due_jobs(lease=timedelta(seconds=settings.worker_lease_seconds))
             click.echo(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "No jobs due.")
             return
-        stopping = {"now": False}
+        stopping = threading.Event()
 
         def stop(_signum: int, _frame: object) -> None:
-            stopping["now"] = True
+            stopping.set()  # the job running now is finished first
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         jobs.run_worker(
-            current_app.config["SETTINGS"].worker_poll_seconds, stop=lambda: stopping["now"]
+            settings.worker_poll_seconds,
+            stopping,
+            lease=timedelta(seconds=settings.worker_lease_seconds),
         )
 
     @app.cli.command("serve")

@@ -13,14 +13,37 @@ INSTANCE = ROOT / "instance"
 
 
 def _bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    word = value.strip().lower()
+    if word in {"1", "true", "yes", "on"}:
+        return True
+    if word in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(value)
+
+
+def _parse(kind: object, raw: str) -> object:
+    """An environment variable's text as the field's type (annotations are strings here)."""
+    if kind == "bool":
+        return _bool(raw)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    return raw
+
+
+class ConfigError(RuntimeError):
+    """Settings the app cannot start with: every problem, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "The app cannot start with these settings:\n" + "\n".join(f"- {p}" for p in problems)
+        )
 
 
 def _secret_key(instance: Path) -> str:
-    """A key from the environment, or one generated once and kept in instance/ (dev only)."""
-    env = os.environ.get("SECRET_KEY")
-    if env:
-        return env
+    """A key generated once and kept in instance/, for a laptop (production sets SECRET_KEY)."""
     instance.mkdir(parents=True, exist_ok=True)
     path = instance / "secret_key"
     if not path.exists():
@@ -69,58 +92,109 @@ class Settings:
     exchange_max_attempts: int = 48
     exchange_peers: str = ""  # a JSON file of peers; `flask exchange load-peers` reads it
     worker_poll_seconds: float = 2.0
+    # A running job is leased to its worker for this long, renewed while the worker lives:
+    # a worker that dies leaves its job to another one after at most this long.
+    worker_lease_seconds: float = 30.0
+    job_retry_seconds: float = 10.0  # the first retry's delay; it doubles (with jitter) after
     job_max_attempts: int = 8
     log_level: str = "INFO"
+    log_format: str = ""  # json | text; empty: json in production, text elsewhere
     trusted_proxies: int = 0  # reverse proxies in front of the app (X-Forwarded-For/-Proto)
     argon2_memory_kib: int = 65536
     argon2_time_cost: int = 3
     extra: dict = field(default_factory=dict)
+    unreadable: list = field(default_factory=list)  # variables whose text is not their type
 
     @classmethod
     def from_env(cls, overrides: dict | None = None) -> Settings:
-        values: dict = {}
-        env = os.environ.get("REFERRALS_ENV", cls.env)
-        values["env"] = env
+        """The settings from the environment (and `overrides`, by field name), refused with
+        every problem named at once when they cannot work or are not safe in production."""
+        settings = cls.read(overrides)
+        errors, _warnings = settings.problems()
+        if errors:
+            raise ConfigError(errors)
+        return settings
+
+    @classmethod
+    def read(cls, overrides: dict | None = None) -> Settings:
+        """The settings as given, unchecked (`check-config` reads them this way to report)."""
+        values: dict = {"env": os.environ.get("REFERRALS_ENV", cls.env)}
+        unreadable: list[str] = []
         for f in fields(cls):
-            if f.name in {"env", "extra", "secret_key"}:
+            if f.name in {"env", "extra", "unreadable"}:
                 continue
             raw = os.environ.get(f.name.upper())
             if raw is None:
                 continue
-            if f.type == "bool":
-                values[f.name] = _bool(raw)
-            elif f.type == "int":
-                values[f.name] = int(raw)
-            elif f.type == "float":
-                values[f.name] = float(raw)
-            else:
-                values[f.name] = raw
+            try:
+                values[f.name] = _parse(f.type, raw)
+            except ValueError:
+                unreadable.append(f.name.upper())
         if "PUBLIC_BASE_URL" not in os.environ and os.environ.get("PORT", "").isdigit():
             # `PORT=5090 make run`: links, callbacks and FHIR references name that port.
             values["public_base_url"] = f"http://127.0.0.1:{os.environ['PORT']}"
-        if env != "production" and "SESSION_COOKIE_SECURE" not in os.environ:
-            # Local HTTP on 127.0.0.1 cannot carry a Secure cookie in every browser.
-            values["session_cookie_secure"] = False
         overrides = dict(overrides or {})
         known = {f.name for f in fields(cls)}
         values.update({k: v for k, v in overrides.items() if k in known})
+        if values["env"] != "production" and "session_cookie_secure" not in values:
+            # Local HTTP on 127.0.0.1 cannot carry a Secure cookie in every browser.
+            values["session_cookie_secure"] = False
         values["extra"] = {k: v for k, v in overrides.items() if k not in known}
-        settings = cls(**values)
-        if not settings.secret_key:
-            if settings.env == "production":
-                # Each host would invent its own key and sessions would break across them.
-                raise RuntimeError(
-                    "SECRET_KEY must be set in production (REFERRALS_ENV=production). "
-                    "For a laptop, use REFERRALS_ENV=development."
-                )
+        settings = cls(**values, unreadable=unreadable)
+        if not settings.secret_key and settings.env != "production":
             settings.secret_key = _secret_key(INSTANCE)
-        settings.check_sms()
         return settings
 
-    def check_sms(self) -> None:
-        """Refuse to start with an SMS set-up that cannot work, naming what is missing."""
+    def problems(self) -> tuple[list[str], list[str]]:
+        """(errors, warnings): what cannot work in any environment, plus in production what is
+        missing or unsafe (errors) and what is probably not what was meant (warnings)."""
+        errors = [f"{name}: not a valid value." for name in self.unreadable]
+        errors += self._sms_problems()
+        if self.log_format not in {"", "json", "text"}:
+            errors.append(f"LOG_FORMAT={self.log_format!r}: use json or text.")
+        if self.worker_lease_seconds < 3:
+            errors.append("WORKER_LEASE_SECONDS must be at least 3.")
+        warnings: list[str] = []
+        if self.env != "production":
+            return errors, warnings
+        if not self.secret_key:
+            errors.append(
+                "SECRET_KEY is not set. It signs sessions and forms: set the same long random "
+                "value on every host (python3 -c 'import secrets; print(secrets.token_hex(32))')."
+            )
+        elif len(self.secret_key) < 32:
+            errors.append("SECRET_KEY is too short: use at least 32 random characters.")
+        if not self.session_cookie_secure:
+            errors.append(
+                "SESSION_COOKIE_SECURE is off: sessions would travel over plain HTTP. "
+                "Serve the app over HTTPS and leave it on."
+            )
+        if not self.public_base_url.startswith("https://"):
+            errors.append(
+                f"PUBLIC_BASE_URL={self.public_base_url!r}: set the app's public https:// address "
+                "(links, FHIR references and Twilio's callbacks use it)."
+            )
+        if self.database_url.startswith("sqlite"):
+            warnings.append(
+                "DATABASE_URL is a SQLite file: production runs on PostgreSQL, where any number "
+                "of web and worker processes share the database."
+            )
+        if not self.trusted_proxies:
+            warnings.append(
+                "TRUSTED_PROXIES is 0: behind a TLS proxy set it to the number of proxies, or "
+                "the audit trail records the proxy's address and HSTS is not sent."
+            )
+        if self.sms_gateway == "console":
+            warnings.append("SMS_GATEWAY is console: families get no texts.")
+        if not self.exchange_key_file:
+            warnings.append("EXCHANGE_KEY_FILE is not set: exchange peers cannot be used.")
+        return errors, warnings
+
+    def _sms_problems(self) -> list[str]:
+        """SMS settings that cannot work, named."""
+        problems: list[str] = []
         if self.sms_gateway not in {"console", "twilio"}:
-            raise RuntimeError(f"SMS_GATEWAY={self.sms_gateway!r}: use console or twilio.")
+            problems.append(f"SMS_GATEWAY={self.sms_gateway!r}: use console or twilio.")
         if self.sms_gateway == "twilio":
             missing = [
                 name
@@ -135,28 +209,28 @@ class Settings:
                 if not value
             ]
             if missing:
-                raise RuntimeError(f"SMS_GATEWAY=twilio needs {', '.join(missing)}.")
+                problems.append(f"SMS_GATEWAY=twilio needs {', '.join(missing)}.")
         for name in ("sms_quiet_start", "sms_quiet_end"):
             value = getattr(self, name)
             hours, _, minutes = value.partition(":")
             if not (
                 hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60
             ):
-                raise RuntimeError(f"{name.upper()}={value!r}: use HH:MM, e.g. 21:00.")
+                problems.append(f"{name.upper()}={value!r}: use HH:MM, e.g. 21:00.")
         if self.sms_rate_per_second <= 0:
-            raise RuntimeError("SMS_RATE_PER_SECOND must be more than 0.")
+            problems.append("SMS_RATE_PER_SECOND must be more than 0.")
         try:
             ZoneInfo(self.sms_time_zone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise RuntimeError(
+            problems.append(
                 f"SMS_TIME_ZONE={self.sms_time_zone!r} is not a time zone "
                 "(e.g. America/Los_Angeles)."
-            ) from None
+            )
         from referrals.notify.texts import STEPS  # a text for each of them
 
         unknown = sorted(self.sms_steps - set(STEPS))
         if unknown:
-            raise RuntimeError(
+            problems.append(
                 f"SMS_NOTIFY_STEPS names {', '.join(unknown)}: use Task statuses among "
                 f"{', '.join(STEPS)}."
             )
@@ -165,10 +239,16 @@ class Settings:
             and self.env == "production"
             and not self.public_base_url.startswith("https://")
         ):
-            raise RuntimeError(
+            problems.append(
                 "SMS_GATEWAY=twilio needs PUBLIC_BASE_URL: the app's public https:// address, "
                 "where Twilio sends delivery statuses and replies."
             )
+        return problems
+
+    @property
+    def json_logs(self) -> bool:
+        """One JSON object per log line: the default in production."""
+        return self.log_format == "json" or (not self.log_format and self.env == "production")
 
     @property
     def sms_steps(self) -> frozenset[str]:

@@ -7,21 +7,24 @@ import logging
 import os
 import random
 import socket
-import time
+import threading
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Index, String, Text, or_, select, update
+from flask import current_app
+from sqlalchemy import Index, String, Text, delete, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from referrals.db import Base, db, transaction, utcnow
+from referrals.logs import JOB_ID
 from referrals.redact import redact
 
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, DEAD = "queued", "running", "done", "dead"
-LEASE = timedelta(minutes=5)  # a running job not finished by then is taken up again
 
 Handler = Callable[[Session, dict], None]
 HANDLERS: dict[str, Handler] = {}
@@ -123,62 +126,108 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def claim(session: Session, limit: int, name: str) -> list[uuid.UUID]:
-    """Take up to `limit` due jobs for this worker. PostgreSQL workers skip each other's rows."""
+class Worker(Base):
+    """A worker process, as it last said it was alive: readiness checks and the Jobs page read
+    it, and a job leased to a worker that stopped beating is taken up by another."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)  # host:pid
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    stopped_at: Mapped[datetime | None]
+
+
+class LeaseLost(Exception):
+    """This worker no longer holds the job it is running: another one took it up."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The job a worker is running now and the worker's name: what a handler checks before a
+    step that must not happen twice."""
+
+    job_id: uuid.UUID
+    worker: str
+    lease: timedelta
+
+
+_CURRENT: ContextVar[Claim | None] = ContextVar("current_job", default=None)
+
+
+def current_job_id() -> uuid.UUID | None:
+    claim = _CURRENT.get()
+    return claim.job_id if claim else None
+
+
+def hold_lease(session: Session) -> None:
+    """In the caller's transaction: lock the running job's row, check that this worker still
+    holds it, and extend its lease. A handler calls this in the same transaction as a step
+    that must happen once (handing a text to the provider), so that a worker which lost its
+    job to another cannot take that step too. Outside a worker (tests, the command line)
+    there is nothing to hold."""
+    claim = _CURRENT.get()
+    if claim is None:
+        return
+    job = session.get(Job, claim.job_id, with_for_update=True, populate_existing=True)
+    if job is None or job.status != RUNNING or job.locked_by != claim.worker:
+        raise LeaseLost(f"job {claim.job_id} is no longer leased to {claim.worker}")
+    job.locked_until = max(job.locked_until or utcnow(), utcnow() + claim.lease)
+
+
+def _due():
     now = utcnow()
-    due = (
-        select(Job.id)
-        .where(
-            or_(
-                (Job.status == QUEUED) & (Job.run_after <= now),
-                (Job.status == RUNNING) & (Job.locked_until < now),
-            )
-        )
-        .order_by(Job.run_after)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+    return or_(
+        (Job.status == QUEUED) & (Job.run_after <= now),
+        (Job.status == RUNNING) & (Job.locked_until < now),
     )
-    ids = list(session.scalars(due))
-    # A job whose lease ran out on its last attempt took its worker down with it (a crash,
-    # not an exception): it is dead, not tried forever.
-    exhausted = list(
-        session.scalars(select(Job.id).where(Job.id.in_(ids), Job.attempts >= Job.max_attempts))
-    )
-    if exhausted:
-        for job in session.scalars(select(Job).where(Job.id.in_(exhausted))):
-            _gave_up(
-                session, job, "The worker stopped while running this job, on its last attempt."
-            )
-        session.execute(
-            update(Job)
-            .where(Job.id.in_(exhausted))
-            .values(
-                status=DEAD,
-                finished_at=now,
-                locked_by=None,
-                locked_until=None,
-                last_error="The worker stopped while running this job, on its last attempt.",
-            )
-        )
-        log.error("%d job(s) dead after their worker stopped mid-run", len(exhausted))
-        ids = [i for i in ids if i not in exhausted]
-    if ids:
-        session.execute(
-            update(Job)
-            .where(Job.id.in_(ids))
-            .values(
-                status=RUNNING,
-                locked_by=name,
-                locked_until=now + LEASE,
-                attempts=Job.attempts + 1,
-            )
-        )
-    session.commit()
-    return ids
 
 
-def run_job(job_id: uuid.UUID, name: str) -> str:
+def claim_next(session: Session, name: str, lease: timedelta) -> uuid.UUID | None:
+    """Take the next due job for this worker and lease it for `lease`; None when nothing is
+    due. One job at a time: a worker that dies holds up only the job it was running.
+    PostgreSQL workers skip each other's rows. A job is charged an attempt here, when it
+    starts; a job whose lease ran out on its last attempt is dead (its worker died with it)."""
+    while True:
+        now = utcnow()
+        job = session.scalar(
+            select(Job)
+            .where(_due())
+            .order_by(Job.run_after)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if job is None:
+            session.commit()
+            return None
+        if job.status == RUNNING and job.attempts >= job.max_attempts:
+            error = "The worker stopped while running this job, on its last attempt."
+            job.status, job.finished_at, job.last_error = DEAD, now, error
+            job.locked_by = job.locked_until = None
+            _gave_up(session, job, error)
+            session.commit()
+            log.error("job %s (%s) dead after its worker stopped mid-run", job.id, job.kind)
+            continue
+        if job.status == RUNNING:
+            log.warning("job %s (%s) taken over from %s", job.id, job.kind, job.locked_by)
+        job.status, job.locked_by, job.locked_until = RUNNING, name, now + lease
+        job.attempts += 1
+        session.commit()
+        return job.id
+
+
+def run_job(job_id: uuid.UUID, name: str, lease: timedelta = timedelta(seconds=30)) -> str:
     """Run one job this worker claimed to its outcome and return its new status."""
+    token = _CURRENT.set(Claim(job_id, name, lease))
+    logged = JOB_ID.set(str(job_id))
+    try:
+        return _run(job_id, name)
+    finally:
+        JOB_ID.reset(logged)
+        _CURRENT.reset(token)
+
+
+def _run(job_id: uuid.UUID, name: str) -> str:
     session = db.session()
     job = session.get(Job, job_id)
     if job is None or job.status != RUNNING or job.locked_by != name:
@@ -205,6 +254,10 @@ def run_job(job_id: uuid.UUID, name: str) -> str:
             return "lost"
         session.commit()
         return DONE
+    except LeaseLost:
+        session.rollback()
+        log.warning("job %s was taken up by another worker; this one stopped it", job_id)
+        return "lost"
     except Defer as later:
         session.rollback()
         job = session.get(Job, job_id)
@@ -237,7 +290,8 @@ def run_job(job_id: uuid.UUID, name: str) -> str:
                 type(exc).__name__,
             )
         else:
-            job.status, job.run_after = QUEUED, utcnow() + backoff(job.attempts)
+            job.status = QUEUED
+            job.run_after = utcnow() + backoff(job.attempts, base=_retry_seconds())
             log.warning(
                 "job %s (%s) failed, attempt %d: %s",
                 job.id,
@@ -262,32 +316,101 @@ def _gave_up(session: Session, job: Job, error: str) -> None:
         log.exception("job %s (%s): recording that it was given up failed", job.id, job.kind)
 
 
-def run_due_jobs(*, limit: int = 20, name: str | None = None) -> dict[str, int]:
-    """Claim and run due jobs until none are left; the counts of outcomes. `worker --once`."""
+def _retry_seconds() -> float:
+    try:
+        return float(current_app.config["SETTINGS"].job_retry_seconds)
+    except RuntimeError:  # no app: the default
+        return 10.0
+
+
+def run_due_jobs(*, name: str | None = None, lease: timedelta | None = None) -> dict[str, int]:
+    """Run due jobs one after the other until none is left; the counts of outcomes. This is
+    `worker --once`, and what tests call."""
     name = name or worker_name()
+    lease = lease or timedelta(seconds=30)
     counts: dict[str, int] = {}
     while True:
-        ids = claim(db.session(), limit, name)
+        job_id = claim_next(db.session(), name, lease)
         db.session.remove()
-        if not ids:
+        if job_id is None:
             return counts
-        for job_id in ids:
-            outcome = run_job(job_id, name)
-            counts[outcome] = counts.get(outcome, 0) + 1
+        outcome = run_job(job_id, name, lease)
+        counts[outcome] = counts.get(outcome, 0) + 1
 
 
-def run_worker(poll_seconds: float, stop: Callable[[], bool] = lambda: False) -> None:
-    """Run jobs as they fall due, until `stop()` says so."""
+class Heartbeat(threading.Thread):
+    """Beside the worker's loop: every third of a lease, says the worker is alive and renews
+    the lease of the job it is running, so a long job keeps its lease and a dead worker's job
+    is taken up within one lease."""
+
+    def __init__(self, name: str, lease: timedelta) -> None:
+        super().__init__(name=f"heartbeat {name}", daemon=True)
+        self.worker, self.lease = name, lease
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.lease.total_seconds() / 3):
+            try:
+                beat(self.worker, self.lease)
+            except Exception:  # the database away for a moment: the next beat tries again
+                log.warning("worker %s could not record its heartbeat", self.worker, exc_info=True)
+            finally:
+                db.session.remove()
+
+
+def beat(name: str, lease: timedelta) -> None:
+    """Record that the worker is alive, and renew the lease of the job it is running."""
+    now = utcnow()
+    with transaction() as session:
+        session.execute(update(Worker).where(Worker.name == name).values(heartbeat_at=now))
+        session.execute(
+            update(Job)
+            .where(Job.locked_by == name, Job.status == RUNNING)
+            .values(locked_until=now + lease)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _register(name: str) -> None:
+    now = utcnow()
+    with transaction() as session:
+        # Workers gone for a day are forgotten; a restarted process with a reused pid starts anew.
+        session.execute(delete(Worker).where(Worker.heartbeat_at < now - timedelta(days=1)))
+        session.execute(delete(Worker).where(Worker.name == name))
+        session.add(Worker(name=name, started_at=now, heartbeat_at=now))
+
+
+def _unregister(name: str) -> None:
+    with transaction() as session:
+        session.execute(update(Worker).where(Worker.name == name).values(stopped_at=utcnow()))
+
+
+def run_worker(
+    poll_seconds: float, stop: threading.Event, *, lease: timedelta = timedelta(seconds=30)
+) -> None:
+    """Run jobs as they fall due until `stop` is set; the job running then is finished first."""
     name = worker_name()
+    _register(name)
     run_start_hooks()
+    heartbeat = Heartbeat(name, lease)
+    heartbeat.start()
     log.info("worker %s started", name)
-    while not stop():
-        try:
-            counts = run_due_jobs(name=name)
-        except Exception:
-            log.exception("worker %s could not claim jobs; retrying", name)
-            db.session.remove()
-            counts = {}
-        if not counts:
-            time.sleep(poll_seconds)
-    log.info("worker %s stopped", name)
+    try:
+        while not stop.is_set():
+            try:
+                job_id = claim_next(db.session(), name, lease)
+            except Exception:
+                log.exception("worker %s could not claim a job; retrying", name)
+                job_id = None
+            finally:
+                db.session.remove()
+            if job_id is None:
+                stop.wait(poll_seconds)
+                continue
+            run_job(job_id, name, lease)
+    finally:
+        heartbeat.stopping.set()
+        heartbeat.join(timeout=10)
+        _unregister(name)
+        db.session.remove()
+        log.info("worker %s stopped", name)

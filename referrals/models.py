@@ -25,7 +25,7 @@ from referrals.exchange.models import ExchangeLink, ExchangePeer, PeerOrganizati
 from referrals.fhir.oauth import ApiClient, ApiToken, UsedAssertion
 from referrals.fhir.subscriptions import FhirSubscription
 from referrals.identifiers import PartnerIdentifier
-from referrals.jobs import Job
+from referrals.jobs import Job, Worker
 from referrals.loop.models import Referral, ReferralEvent, Task
 from referrals.notify.models import InboundMessage, Message, SmsNumber, SmsSender
 from referrals.patients.models import (
@@ -80,4 +80,5 @@ __all__ = [
     "TaxonomyTerm",
     "UsedAssertion",
     "User",
+    "Worker",
 ]

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from referrals import jobs
 from referrals.admin.service import jobs_overview, retry_job
 from referrals.db import db, transaction, utcnow
 from referrals.errors import Forbidden
 from referrals.jobs import DEAD, DONE, QUEUED, Job, backoff, enqueue, run_due_jobs
+
+LEASE = timedelta(seconds=30)
 
 CALLS: list[dict] = []
 
@@ -88,13 +90,99 @@ def test_unknown_job_kind_is_dead_at_once():
 def test_a_job_left_running_by_a_crashed_worker_is_taken_up_after_its_lease():
     with transaction() as session:
         enqueue(session, "test.flaky", {}, "k4")
-    ids = jobs.claim(db.session(), 10, "crashed-worker")
+    job_id = jobs.claim_next(db.session(), "crashed-worker", LEASE)
     db.session.remove()
     assert run_due_jobs() == {}  # still leased to the crashed worker
     with transaction() as session:
-        session.get(Job, ids[0]).locked_until = utcnow() - timedelta(seconds=1)
+        session.get(Job, job_id).locked_until = utcnow() - timedelta(seconds=1)
     assert run_due_jobs() == {DONE: 1}
     assert _job().attempts == 2
+
+
+def test_a_worker_leases_only_the_job_it_runs_and_charges_no_other():
+    """A worker that dies holds up one job, not a batch; jobs that never started are never
+    charged an attempt."""
+    with transaction() as session:
+        for n in range(5):
+            enqueue(session, "test.flaky", {"n": n}, f"batch-{n}")
+    claimed = jobs.claim_next(db.session(), "dies-now", LEASE)
+    db.session.remove()
+    rows = db.session().scalars(select(Job).order_by(Job.created_at)).all()
+    running = [j for j in rows if j.status == jobs.RUNNING]
+    assert [j.id for j in running] == [claimed]
+    assert sorted(j.attempts for j in rows) == [0, 0, 0, 0, 1]
+    db.session.remove()
+    # Another worker drains the rest at once; the dead worker's job waits for its lease only.
+    assert run_due_jobs() == {DONE: 4}
+    assert sorted(c["n"] for c in CALLS) == sorted(
+        j.payload["n"] for j in rows if j.id != claimed
+    )
+
+
+def test_the_heartbeat_renews_the_lease_of_the_running_job_and_marks_the_worker_alive():
+    from referrals.jobs import Worker, beat
+
+    with transaction() as session:
+        enqueue(session, "test.flaky", {}, "beats")
+        session.add(Worker(name="w1", heartbeat_at=utcnow() - timedelta(minutes=5)))
+    job_id = jobs.claim_next(db.session(), "w1", timedelta(seconds=3))
+    db.session.remove()
+    with transaction() as session:
+        session.get(Job, job_id).locked_until = utcnow() - timedelta(seconds=1)
+    beat("w1", timedelta(seconds=60))
+    db.session.remove()
+    session = db.session()
+    assert session.get(Job, job_id).locked_until > utcnow() + timedelta(seconds=50)
+    assert session.get(Worker, "w1").heartbeat_at > utcnow() - timedelta(seconds=5)
+    db.session.remove()
+    assert run_due_jobs() == {}  # alive: not taken up
+
+
+def test_a_handler_that_lost_its_job_to_another_worker_stops_before_its_one_time_step():
+    steps: list[str] = []
+
+    @jobs.handler("test.once")
+    def _once(session, _payload):
+        session.commit()  # handlers commit their progress before slow steps
+        other = db.session.session_factory()  # another worker takes the job over meanwhile
+        try:
+            other.execute(update(Job).values(locked_by="another-worker"))
+            other.commit()
+        finally:
+            other.close()
+        jobs.hold_lease(session)
+        steps.append("handed over")
+
+    with transaction() as session:
+        enqueue(session, "test.once", {}, "once")
+    job_id = jobs.claim_next(db.session(), "slow", LEASE)
+    db.session.remove()
+    assert jobs.run_job(job_id, "slow", LEASE) == "lost"
+    assert steps == []
+    job = _job()
+    assert (job.status, job.locked_by) == (jobs.RUNNING, "another-worker")
+
+
+def test_a_worker_stops_when_told_after_its_job_and_says_it_stopped():
+    import threading
+
+    from referrals.jobs import Worker, run_worker, worker_name
+
+    stop = threading.Event()
+
+    @jobs.handler("test.stop")
+    def _stop(_session, _payload):
+        stop.set()  # SIGTERM arrives while this job runs
+
+    with transaction() as session:
+        enqueue(session, "test.stop", {}, "stop-1")
+        enqueue(session, "test.stop", {}, "stop-2")
+    run_worker(0.01, stop, lease=timedelta(seconds=3))
+    db.session.remove()
+    statuses = sorted(j.status for j in db.session().scalars(select(Job)))
+    assert statuses == [DONE, QUEUED]  # the running job finished; the next one waits
+    worker = db.session().get(Worker, worker_name())
+    assert worker.stopped_at is not None
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap():
@@ -115,8 +203,9 @@ def test_postgres_workers_skip_each_others_claimed_rows(app):
     held = list(first.scalars(select(Job.id).order_by(Job.run_after).limit(2).with_for_update()))
     other = db.session.session_factory()
     try:
-        claimed = jobs.claim(other, 10, "worker-b")
+        claimed = [jobs.claim_next(other, "worker-b", LEASE) for _ in range(3)]
     finally:
         other.close()
     first.rollback()
-    assert len(held) == 2 and len(claimed) == 2 and not set(held) & set(claimed)
+    assert len(held) == 2
+    assert claimed[2] is None and not set(held) & set(claimed[:2])

@@ -185,11 +185,14 @@ class TestErrorHygiene:
         assert "Failing row contains (…)" in cleaned and "Key (email)=(…)" in cleaned
 
 
+LEASE = timedelta(seconds=30)
+
+
 class TestOutboxLeases:
     def test_a_job_that_crashed_its_worker_on_the_last_attempt_is_dead(self):
         with transaction() as session:
             job = enqueue(session, "no.handler.needed", {}, "crash", max_attempts=1)
-        jobs.claim(db.session(), 10, "worker-that-dies")
+        jobs.claim_next(db.session(), "worker-that-dies", LEASE)
         db.session.remove()
         with transaction() as session:
             session.get(Job, job.id).locked_until = utcnow() - timedelta(seconds=1)
@@ -201,7 +204,7 @@ class TestOutboxLeases:
     def test_a_worker_that_lost_its_lease_does_not_record_an_outcome(self):
         with transaction() as session:
             job = enqueue(session, "no.handler.needed", {}, "lease")
-        jobs.claim(db.session(), 10, "slow-worker")
+        jobs.claim_next(db.session(), "slow-worker", LEASE)
         db.session.remove()
         with transaction() as session:
             session.get(Job, job.id).locked_by = "another-worker"
@@ -228,7 +231,7 @@ def test_the_audit_page_checks_a_window_and_the_command_the_whole_trail(world):
 
 def test_production_refuses_to_start_without_a_secret_key(monkeypatch):
     monkeypatch.delenv("SECRET_KEY", raising=False)
-    with pytest.raises(RuntimeError, match="SECRET_KEY must be set in production"):
+    with pytest.raises(RuntimeError, match="SECRET_KEY is not set"):
         Settings.from_env({"env": "production"})
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 import requests
@@ -79,8 +79,9 @@ class Gateway(Protocol):
         """Hand the message to the provider; return the provider's message id."""
         ...
 
-    def find(self, to: str, body: str, since: datetime) -> str | None:
-        """The provider's id of this text to this number sent since then, if it has one."""
+    def find(self, to: str, body: str, since: datetime) -> list[str]:
+        """The provider's ids of the texts with this body it took from us for this number
+        since then, oldest first."""
         ...
 
 
@@ -93,8 +94,8 @@ class ConsoleGateway:
         log.info("sms %s to %s: %d characters", provider_id, mask_phone(to), len(body))
         return provider_id
 
-    def find(self, to: str, body: str, since: datetime) -> str | None:
-        return None  # nothing leaves this process: an interrupted send never happened
+    def find(self, to: str, body: str, since: datetime) -> list[str]:
+        return []  # nothing leaves this process: an interrupted send never happened
 
 
 class TwilioGateway:
@@ -135,11 +136,21 @@ class TwilioGateway:
             ) from None
         return str(message.sid)
 
-    def find(self, to: str, body: str, since: datetime) -> str | None:
-        # Listed newest first without a date filter: a text still queued at Twilio has no
-        # date_sent yet, and a DateSent filter would miss it.
+    def find(self, to: str, body: str, since: datetime) -> list[str]:
+        # Listed newest first without a date filter (a text still queued at Twilio has no
+        # date_sent yet, and a DateSent filter would miss it), read page by page until older.
+        found: list[tuple[datetime, str]] = []
         try:
-            recent = self.client.messages.list(to=to, limit=50)
+            for message in self.client.messages.stream(to=to, page_size=50):
+                created = message.date_created or message.date_sent
+                if created is not None and created < since:
+                    break
+                if (
+                    message.body == body
+                    and (message.direction or "").startswith("outbound")
+                    and self._ours(message)
+                ):
+                    found.append((created or since, str(message.sid)))
         except TwilioRestException as err:
             raise _classify(err, looking=True) from None
         except TwilioException as err:  # a page that did not come (no status or code kept)
@@ -150,14 +161,13 @@ class TwilioGateway:
             raise RetryableSmsError(
                 f"could not ask Twilio for earlier messages: {type(err).__name__}", ambiguous=True
             ) from None
-        earliest = since - timedelta(minutes=2)
-        for message in recent:
-            created = message.date_created or message.date_sent
-            if created is not None and created < earliest:
-                continue
-            if message.body == body and (message.direction or "").startswith("outbound"):
-                return str(message.sid)
-        return None
+        return [sid for _created, sid in sorted(found)]
+
+    def _ours(self, message: object) -> bool:
+        """Sent by our Messaging Service or from our number (another app may share the account)."""
+        if self.messaging_service_sid:
+            return getattr(message, "messaging_service_sid", None) == self.messaging_service_sid
+        return getattr(message, "from_", None) == self.from_number
 
 
 def _classify(err: TwilioRestException, *, looking: bool = False) -> SmsError:

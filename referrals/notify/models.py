@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from referrals.db import Base, utcnow
@@ -44,7 +44,9 @@ class Message(Base):
     sender: Mapped[str] = mapped_column(String(64), default="", server_default="")
     status: Mapped[str] = mapped_column(String(16))
     skip_reason: Mapped[str] = mapped_column(String(200), default="")
-    provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The provider's id: never two messages with the same one (a look-up never takes a text
+    # another message owns).
+    provider_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     error_code: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
@@ -53,6 +55,10 @@ class Message(Base):
     slot_at: Mapped[datetime | None]  # the sender's turn it reserved (pacing)
     expires_at: Mapped[datetime | None]  # not sent by then: expired
     sending_at: Mapped[datetime | None]  # the last hand-over to the provider began
+    handed_over_at: Mapped[datetime | None]  # the first one began: a look-up starts there
+    # A hand-over's answer never came (the worker stopped, or the provider did not answer in
+    # time): the provider may hold a copy we do not know of.
+    uncertain: Mapped[bool] = mapped_column(default=False, server_default=false())
     sent_at: Mapped[datetime | None]
     status_at: Mapped[datetime | None]  # the provider's last word on it
 
@@ -67,6 +73,11 @@ class SmsNumber(Base):
     keyword: Mapped[str] = mapped_column(String(16), default="")  # the last STOP/START word
     changed_at: Mapped[datetime | None]
     introduced_at: Mapped[datetime | None]  # the first text to it named us and STOP
+    # The one message to this number on its way: handed to the provider at least once and not
+    # settled yet (sent, failed...). The next one waits for it; after an uncertain one, no
+    # hand-over before `rest_until`.
+    sending_id: Mapped[uuid.UUID | None]
+    rest_until: Mapped[datetime | None]
 
 
 class SmsSender(Base):

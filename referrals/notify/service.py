@@ -1,12 +1,22 @@
 """Family text messages: the `sms.notice` job that sends a referral event's notice, and what
 Twilio tells us back (delivery statuses, replies).
 
-Sending is at least once, made idempotent. A notice's Message row is written before anything
-leaves, and moves queued -> sending -> sent -> delivered | undelivered | failed. Each move is
-committed before the provider is called, so no database transaction is held open across the
-network. A message found `sending` was maybe handed over by a worker that then died: the
-provider is asked for it before it is sent again. Quiet hours and the sender's pace defer the
-job without counting an attempt; a notice still unsent when it stops being useful expires."""
+Every notice is handed to the provider exactly once and carries its own provider id, or fails
+visibly on the referral's timeline. A notice's Message row is written before anything leaves,
+and moves queued -> sending -> sent -> delivered | undelivered | failed. Each move is committed
+before the provider is called, so no database transaction is held open across the network.
+
+A provider takes no key of ours that would make a second hand-over harmless, so:
+- only one notice to a number is `sending` (possibly at the provider) at a time: the number's
+  row names it, and the next notice to that number waits until it is settled;
+- a notice found `sending` (its worker died, or the provider's answer never came) is looked up
+  at the provider before it is handed over again: only texts to that number with its body,
+  from our sender, made since its first hand-over and owned by no other notice can be it;
+- a number whose last notice was settled without a certain answer rests a little before the
+  next hand-over, so a copy the provider made late cannot fall in the next notice's look-up;
+- the hand-over itself happens only while the worker still holds the job (`jobs.hold_lease`).
+Quiet hours and the sender's pace defer the job without counting an attempt; a notice still
+unsent when it stops being useful expires."""
 
 from __future__ import annotations
 
@@ -14,7 +24,7 @@ import logging
 import re
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select
@@ -71,6 +81,11 @@ FAMILY = Actor.system("the family, by text")  # who a reply on the timeline is f
 NOTICE_JOB = "sms.notice"
 # Waiting this little for the sender's next slot is done in place; longer, the job is deferred.
 PACE_SLEEP_MAX = timedelta(seconds=2)
+# How far the provider's clock (and its whole-second times) may be from ours: a look-up starts
+# this long before a message's first hand-over. Hosts keep time with NTP.
+PROVIDER_CLOCK_SKEW = timedelta(seconds=5)
+# How soon a notice waiting behind another text to the same number looks again.
+FLIGHT_WAIT = timedelta(seconds=2)
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "PARAR"})
 START_WORDS = frozenset({"START", "UNSTOP", "YES"})
@@ -88,9 +103,15 @@ def _dead(session: Session, payload: dict, error: str) -> None:
     )
     if message is None or message.status in FINAL or message.status == SENT:
         return
-    message.status, message.status_at = FAILED, utcnow()
+    maybe_sent = message.status == SENDING
+    _settle(session, message, FAILED)
     message.error = error[:2000]
-    _not_delivered(session, message, "sending failed after several tries")
+    _not_delivered(
+        session,
+        message,
+        "sending failed after several tries"
+        + (" (it may have reached the phone: the provider never said)" if maybe_sent else ""),
+    )
 
 
 @jobs.handler(NOTICE_JOB, on_dead=_dead)
@@ -173,31 +194,41 @@ def _recipient(referral: Referral) -> Contact | Skip:
 
 
 def deliver(session: Session, message: Message, gateway: Gateway, settings: Settings) -> None:
-    """Move one queued (or interrupted) message on: expire it, hold it for quiet hours or the
-    sender's pace, find it at the provider, or hand it over."""
+    """Move one queued (or interrupted) message on: find it at the provider if it may be there,
+    expire it, hold it for quiet hours or the sender's pace, or hand it over."""
+    if message.status == SENDING:
+        # The last hand-over's answer never came: the provider may have the text.
+        message.uncertain = True
+        found = _look_up(session, message, gateway)
+        if found is not None:
+            _sent(session, message, found)
+            return
+        message.status = QUEUED  # not there: it goes again (the number stays its own)
+        session.commit()
     now = utcnow()
-    # Only a text that never left expires: one that may be at the provider is looked up first.
-    if message.status == QUEUED and message.expires_at is not None and now > message.expires_at:
-        message.status, message.status_at = EXPIRED, now
+    if message.expires_at is not None and now > message.expires_at:
+        _settle(session, message, EXPIRED)
         message.skip_reason = "Not sent in time to be useful."
         _not_delivered(session, message, "it could not go out in time to be useful")
         session.commit()
         return
     referral = session.get(Referral, message.referral_id)
     assert referral is not None
-    if message.status == QUEUED:
-        session.refresh(referral)  # what changed while the notice waited
-        now_to = _recipient(referral)
-        if isinstance(now_to, Skip):
-            message.status, message.skip_reason = SKIPPED, now_to.reason
-            session.commit()
-            return
-        if now_to.phone != message.to_phone:  # the family gave another number meanwhile
-            message.to_phone, message.recipient_kind = now_to.phone, now_to.kind
-            message.language, message.body = text_language(now_to.language), ""
+    session.refresh(referral)  # what changed while the notice waited
+    now_to = _recipient(referral)
+    if isinstance(now_to, Skip):
+        _settle(session, message, SKIPPED)
+        message.skip_reason = now_to.reason
+        session.commit()
+        return
+    if now_to.phone != message.to_phone:  # the family gave another number meanwhile
+        _settle(session, message, QUEUED)  # the old number is free
+        message.to_phone, message.recipient_kind = now_to.phone, now_to.kind
+        message.language, message.body = text_language(now_to.language), ""
     number = session.get(SmsNumber, message.to_phone) if message.to_phone else None
     if number is not None and number.opted_out:
-        message.status, message.skip_reason = SKIPPED, "The number replied STOP."
+        _settle(session, message, SKIPPED)
+        message.skip_reason = "The number replied STOP."
         session.commit()
         return
     until = quiet_until(
@@ -208,40 +239,8 @@ def deliver(session: Session, message: Message, gateway: Gateway, settings: Sett
         session.commit()
         raise jobs.Defer(until, "quiet hours")
 
-    if message.status == SENDING and message.sending_at is not None:
-        # An earlier hand-over may have reached the provider before its worker stopped.
-        session.commit()  # nothing is held open while the provider is asked
-        found = gateway.find(message.to_phone or "", message.body, message.sending_at)
-        if found is not None:
-            _sent(session, message, found, number)
-            return
-        if message.expires_at is not None and utcnow() > message.expires_at:
-            message.status, message.status_at = EXPIRED, utcnow()
-            message.skip_reason = "Not sent in time to be useful."
-            _not_delivered(session, message, "it could not go out in time to be useful")
-            session.commit()
-            return
-
     _take_turn(session, message, gateway.sender, settings)
-    if message.status == QUEUED or not message.body:
-        first = number is None or number.introduced_at is None
-        event = session.get(ReferralEvent, message.event_id)
-        assert event is not None
-        body = notice_text(
-            event.to_status,
-            message.language,
-            org=referral.performer_org.name,
-            clinic=referral.requester_org.name,
-            sensitive=referral.sensitive,
-            sender=settings.sms_sender_name,
-            first=first,
-        )
-        counted = segments(body)
-        message.body, message.encoding, message.segments = body, counted.encoding, counted.count
-    message.status, message.sending_at = SENDING, utcnow()
-    message.attempts += 1
-    session.commit()  # nothing is held open while the provider is called
-
+    _hand_over(session, message, referral, settings)
     # Our id rides on the callback: a status can arrive before we have recorded Twilio's id.
     callback = f"{settings.public_base_url.rstrip('/')}/sms/status?message={message.id}"
     try:
@@ -252,7 +251,7 @@ def deliver(session: Session, message: Message, gateway: Gateway, settings: Sett
             validity=settings.sms_validity_seconds,
         )
     except PermanentSmsError as err:
-        message.status, message.status_at = FAILED, utcnow()
+        _settle(session, message, FAILED)
         message.error_code = str(err.code) if err.code else None
         message.error = str(err)[:2000]
         if err.code == OPTED_OUT and message.to_phone:
@@ -262,14 +261,132 @@ def deliver(session: Session, message: Message, gateway: Gateway, settings: Sett
         return
     except RetryableSmsError as err:
         message.error = str(err)[:2000]
-        if not err.ambiguous:
-            message.status = QUEUED  # certainly not at the provider
+        if err.ambiguous:
+            message.uncertain = True  # stays `sending`: looked up before it goes again
+        else:
+            message.status = QUEUED  # certainly not at the provider; the number stays its own
         session.commit()
         raise
-    _sent(session, message, provider_id, number)
+    _sent(session, message, provider_id)
 
 
-def _sent(session: Session, message: Message, provider_id: str, number: SmsNumber | None) -> None:
+def _hand_over(session: Session, message: Message, referral: Referral, settings: Settings) -> None:
+    """Commit that the message is being handed to the provider, while this worker still holds
+    the job and the number has no other text on its way: from now on it may be there."""
+    jobs.hold_lease(session)
+    number = _take_number(session, message)
+    if not message.body or not message.uncertain:
+        # Written when it first goes (the first text to a number introduces us), and kept
+        # once it may be at the provider: a look-up compares the text.
+        event = session.get(ReferralEvent, message.event_id)
+        assert event is not None
+        body = notice_text(
+            event.to_status,
+            message.language,
+            org=referral.performer_org.name,
+            clinic=referral.requester_org.name,
+            sensitive=referral.sensitive,
+            sender=settings.sms_sender_name,
+            first=number.introduced_at is None,
+        )
+        counted = segments(body)
+        message.body, message.encoding, message.segments = body, counted.encoding, counted.count
+    now = utcnow()
+    message.status, message.sending_at = SENDING, now
+    message.handed_over_at = message.handed_over_at or now
+    message.attempts += 1
+    session.commit()  # nothing is held open while the provider is called
+
+
+def _take_number(session: Session, message: Message) -> SmsNumber:
+    """Make this message the one text to its number that is on its way (from its first
+    hand-over until it is settled), or defer the job while another one is (or while the number
+    rests after an uncertain one)."""
+    number = _number(session, message.to_phone or "", lock=True)
+    now = utcnow()
+    holder_id = number.sending_id
+    if holder_id is not None and holder_id != message.id:
+        holder = session.get(Message, holder_id)
+        if holder is not None and holder.status in {QUEUED, SENDING}:
+            wait = max(now + FLIGHT_WAIT, _next_run(session, holder) or now)
+            session.commit()
+            raise jobs.Defer(wait, "another text to this number is on its way")
+        # Settled without letting go (a status callback finished it first): let go now.
+        _let_go(number, holder, now)
+    if number.sending_id != message.id and number.rest_until and number.rest_until > now:
+        until = number.rest_until
+        session.commit()
+        raise jobs.Defer(until, "the number rests after an uncertain text")
+    number.sending_id = message.id
+    return number
+
+
+def _next_run(session: Session, message: Message) -> datetime | None:
+    """When the job of a message runs next, if it waits."""
+    job = session.scalar(
+        select(jobs.Job).where(jobs.Job.dedupe_key == f"{NOTICE_JOB}:{message.event_id}")
+    )
+    if job is None or job.status != jobs.QUEUED:
+        return None
+    return job.run_after + timedelta(seconds=1)
+
+
+def _let_go(number: SmsNumber, message: Message | None, now: datetime) -> None:
+    """The number no longer has `message` on its way. If the message's fate at the provider
+    was never certain, or it was handed over more than once, a copy may yet appear there: the
+    number rests long enough that no later look-up can take that copy for its own."""
+    if (
+        message is not None
+        and message.uncertain
+        and (message.provider_id is None or message.attempts > 1)
+    ):
+        number.rest_until = now + 2 * PROVIDER_CLOCK_SKEW
+    number.sending_id = None
+
+
+def _settle(session: Session, message: Message, status: str) -> None:
+    """The message is done with its number (sent, failed, expired, skipped, or going to another
+    number): the number it held since its first hand-over is free again."""
+    message.status = status
+    if status in FINAL:
+        message.status_at = utcnow()
+    if message.to_phone:
+        number = session.get(
+            SmsNumber, message.to_phone, with_for_update=True, populate_existing=True
+        )
+        if number is not None and number.sending_id == message.id:
+            _let_go(number, message, utcnow())
+
+
+def _look_up(session: Session, message: Message, gateway: Gateway) -> str | None:
+    """The provider's id of this message, if the provider has it. Only a text to this number
+    with this body, from our sender, made since this message's first hand-over (less the
+    clocks' possible difference) and owned by no other message can be it; the number has no
+    other text on its way meanwhile, so nothing else fits."""
+    _take_number(session, message)
+    since = (message.handed_over_at or message.sending_at or message.created_at) - (
+        PROVIDER_CLOCK_SKEW
+    )
+    session.commit()  # nothing is held open while the provider is asked
+    candidates = gateway.find(message.to_phone or "", message.body, since)
+    if not candidates:
+        return None
+    owned = set(
+        session.scalars(
+            select(Message.provider_id).where(
+                Message.provider_id.in_(candidates), Message.id != message.id
+            )
+        )
+    )
+    mine = [sid for sid in candidates if sid not in owned]
+    if len(mine) > 1:
+        log.warning("the provider holds %d copies of message %s", len(mine), message.id)
+    if owned:
+        log.warning("look-up for message %s passed over texts other messages own", message.id)
+    return mine[0] if mine else None
+
+
+def _sent(session: Session, message: Message, provider_id: str) -> None:
     now = utcnow()
     session.refresh(message, with_for_update=True)  # a status callback may have come first
     if STATUS_RANK.get(message.status, 0) < STATUS_RANK[SENT]:
@@ -277,9 +394,11 @@ def _sent(session: Session, message: Message, provider_id: str, number: SmsNumbe
     message.provider_id, message.sent_at, message.slot_at = provider_id, now, None
     message.error = ""
     if message.to_phone:
-        number = number or _number(session, message.to_phone)
+        number = _number(session, message.to_phone, lock=True)
         if number.introduced_at is None:
             number.introduced_at = now
+        if number.sending_id == message.id:
+            _let_go(number, message, now)
     referral = session.get(Referral, message.referral_id)
     audit.record(
         session,
@@ -304,14 +423,14 @@ def _take_turn(session: Session, message: Message, sender: str, settings: Settin
     now = utcnow()
     slot = message.slot_at
     if slot is None or slot < now - timedelta(minutes=5):  # none, or long missed: a new one
-        row = session.get(SmsSender, sender, with_for_update=True)
+        row = session.get(SmsSender, sender, with_for_update=True, populate_existing=True)
         if row is None:
             try:
                 with session.begin_nested():
                     row = SmsSender(sender=sender, next_slot_at=now)
                     session.add(row)
             except IntegrityError:  # another worker made it first
-                row = session.get(SmsSender, sender, with_for_update=True)
+                row = session.get(SmsSender, sender, with_for_update=True, populate_existing=True)
         slot, row.next_slot_at = take_slot(now, row.next_slot_at, settings.sms_rate_per_second)
         message.slot_at = slot
         session.commit()
@@ -323,12 +442,20 @@ def _take_turn(session: Session, message: Message, sender: str, settings: Settin
         time.sleep(wait.total_seconds())
 
 
-def _number(session: Session, phone: str) -> SmsNumber:
-    number = session.get(SmsNumber, phone)
+def _number(session: Session, phone: str, *, lock: bool = False) -> SmsNumber:
+    """The number's row, made if new; `lock`: held until the transaction ends."""
+    # A locked read refreshes what the session holds: a row read earlier may have changed.
+    number = session.get(SmsNumber, phone, with_for_update=lock or None, populate_existing=lock)
     if number is None:
-        number = SmsNumber(phone=phone, opted_out=False, keyword="")
-        session.add(number)
-        session.flush()
+        try:
+            with session.begin_nested():
+                number = SmsNumber(phone=phone, opted_out=False, keyword="")
+                session.add(number)
+        except IntegrityError:  # another worker made it first
+            number = session.get(
+                SmsNumber, phone, with_for_update=lock or None, populate_existing=lock
+            )
+            assert number is not None
     return number
 
 
@@ -367,7 +494,9 @@ def record_status(form: dict[str, str], message_id: str | None = None) -> bool:
         )
         if message is None and message_id:
             try:
-                message = session.get(Message, uuid.UUID(message_id), with_for_update=True)
+                message = session.get(
+                    Message, uuid.UUID(message_id), with_for_update=True, populate_existing=True
+                )
             except ValueError:
                 message = None
             if message is not None and message.provider_id not in {None, provider_id}:

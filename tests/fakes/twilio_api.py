@@ -23,8 +23,11 @@ Errors use Twilio's JSON body (``code``, ``message``, ``more_info``, ``status``)
 client turns into ``twilio.base.exceptions.TwilioRestException`` with ``.status`` and ``.code``.
 
 Scripted outcomes (:meth:`FakeTwilio.script`) are consumed in order by the next authorised
-create requests: ``"ok"``, ``"429"``, ``"500"``, ``"21610"``, ``"21211"``, ``"21614"`` and
-``"slow"`` (the message is recorded first, then the answer waits ``slow_seconds``).
+create requests: ``"ok"``, ``"429"``, ``"500"`` (refused before the message is taken),
+``"500-after"`` (the message is taken, then the answer is a 500), ``"21610"``, ``"21211"``,
+``"21614"`` and ``"slow"`` (the message is recorded first, then the answer waits
+``slow_seconds``). :meth:`FakeTwilio.chaos` instead fails a share of all requests at random
+in those transient ways, look-ups included.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
 import re
 import secrets
 import threading
@@ -45,7 +49,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 API_VERSION = "2010-04-01"
-OUTCOMES = ("ok", "slow", "429", "500", "21211", "21610", "21614")
+OUTCOMES = ("ok", "slow", "429", "500", "500-after", "21211", "21610", "21614")
+TRANSIENT = ("slow", "429", "500", "500-after")  # what chaos picks from
 
 _E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 _LIST_PATH = re.compile(rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/Messages\.json$")
@@ -157,6 +162,7 @@ class FakeTwilio:
         self._requests: list[dict[str, Any]] = []
         self._errors: list[BaseException] = []
         self._script: deque[str] = deque()
+        self._chaos: tuple[float, random.Random] | None = None
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -234,6 +240,20 @@ class FakeTwilio:
         with self._lock:
             self._script.extend(outcomes)
 
+    def chaos(self, rate: float, seed: int = 0) -> None:
+        """Fail about `rate` of all later requests, each in one of the transient ways (a 500
+        before or after the message is taken, a 429, an answer slower than the client waits);
+        a look-up fails with a 500 or answers slowly. `rate` 0 stops it."""
+        with self._lock:
+            self._chaos = (rate, random.Random(seed)) if rate else None
+
+    def _chaos_outcome(self, choices: tuple[str, ...]) -> str:
+        with self._lock:
+            if self._chaos is None:
+                return "ok"
+            rate, rng = self._chaos
+            return rng.choice(choices) if rng.random() < rate else "ok"
+
     @property
     def pending(self) -> list[str]:
         """Scripted outcomes not consumed yet."""
@@ -281,7 +301,9 @@ class FakeTwilio:
 
     def _next_outcome(self) -> str:
         with self._lock:
-            return self._script.popleft() if self._script else "ok"
+            if self._script:
+                return self._script.popleft()
+        return self._chaos_outcome(TRANSIENT)
 
     def _authorized(self, header: str | None) -> bool:
         if not header or not header.startswith("Basic "):
@@ -303,7 +325,7 @@ class FakeTwilio:
         self._check_account(account, path)
         to = str(form.get("To", ""))
         outcome = self._next_outcome()
-        if outcome not in ("ok", "slow"):
+        if outcome not in ("ok", "slow", "500-after"):
             raise _scripted_error(outcome, to)
         sender = form.get("From") or None
         service = form.get("MessagingServiceSid") or None
@@ -370,6 +392,8 @@ class FakeTwilio:
                 raise TwilioError(500, 20500, f"on_create failed: {error!r}") from error
         if outcome == "slow":
             self._stopping.wait(self.slow_seconds)
+        if outcome == "500-after":
+            raise TwilioError(500, 20500, "An internal server error has occurred")
         return 201, resource
 
     def _fetch(self, account: str, sid: str, path: str) -> tuple[int, dict]:
@@ -382,6 +406,11 @@ class FakeTwilio:
 
     def _list(self, account: str, path: str, query: dict[str, Any]) -> tuple[int, dict]:
         self._check_account(account, path)
+        outcome = self._chaos_outcome(("500", "slow"))
+        if outcome == "500":
+            raise TwilioError(500, 20500, "An internal server error has occurred")
+        if outcome == "slow":
+            self._stopping.wait(self.slow_seconds)
 
         def one(key: str) -> str | None:
             value = query.get(key)

@@ -350,7 +350,10 @@ def test_a_notice_that_keeps_failing_dies_and_the_timeline_says_so(world, twilio
     assert job.finished_at is not None
     [message] = messages()
     assert message.status == "failed" and message.error
-    assert timeline(referral.id) == [NOT_DELIVERED + "sending failed after several tries."]
+    assert timeline(referral.id) == [
+        NOT_DELIVERED + "sending failed after several tries "
+        "(it may have reached the phone: the provider never said)."
+    ]
     make_due()
     assert run_due_jobs() == {}
     assert twilio.messages == []
