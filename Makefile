@@ -6,7 +6,7 @@ FLASK  := $(BIN)/flask --app app
 PORT   ?= 5000
 export PORT
 
-.PHONY: run test test-pg bench lint fmt db-upgrade clean
+.PHONY: run test test-pg smoke bench lint fmt db-upgrade clean
 
 $(VENV)/ok-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -31,6 +31,10 @@ run: $(VENV)/ok-run
 ## The whole test suite (SQLite; set TEST_DATABASE_URL for PostgreSQL)
 test: $(VENV)/ok-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## The production smoke test: docs/production.sh on a fresh PostgreSQL database (PG_ADMIN_URL)
+smoke: $(VENV)/ok-dev
+	$(BIN)/python -m tests.smoke.production $(if $(PG_ADMIN_URL),--admin-url $(PG_ADMIN_URL))
 
 ## Benchmarks: print figures, never fail on timing
 bench: $(VENV)/ok-dev

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-import re
 from pathlib import Path
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from htmx_flask import Htmx
 
+from referrals import logs
 from referrals.config import ROOT, Settings
 from referrals.db import db
-from referrals.redact import RedactingFormatter
 
 csrf = CSRFProtect()
 
@@ -42,7 +40,7 @@ def create_app(config: dict | None = None) -> Flask:
         SEND_FILE_MAX_AGE_DEFAULT=3600,
         **settings.extra,
     )
-    _logging(settings.log_level)
+    logs.configure(settings.log_level, settings.json_logs)
     db.configure(settings.database_url)
     from referrals.auth.service import configure_hasher
 
@@ -58,6 +56,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     Htmx(app)
     csrf.init_app(app)
+    logs.init_app(app, access_lines=settings.json_logs)
 
     from referrals import web
 
@@ -75,10 +74,13 @@ def create_app(config: dict | None = None) -> Flask:
     from referrals.patients.views import bp as patients_bp
 
     blueprints = (auth_bp, patients_bp, screenings_bp, loop_bp, admin_bp, directory_bp, exchange_bp)
-    for bp in (*blueprints, hsds_bp, listings_bp, sms_bp):
+    from referrals.health import bp as health_bp
+
+    for bp in (*blueprints, hsds_bp, listings_bp, sms_bp, health_bp):
         app.register_blueprint(bp)
     csrf.exempt(hsds_bp)  # read-only and public: GET only
     csrf.exempt(sms_bp)  # Twilio signs its requests instead (X-Twilio-Signature)
+    csrf.exempt(health_bp)  # GET only, for machines
     from referrals.fhir.api import bp as fhir_bp
     from referrals.fhir.oauth import bp as oauth_bp
 
@@ -99,33 +101,3 @@ def create_app(config: dict | None = None) -> Flask:
 
     register_commands(app)
     return app
-
-
-class _NoQueryStrings(logging.Filter):
-    """Request logs keep the path but not the query: a search string can be a patient's name."""
-
-    _query = re.compile(r"\?[^\s\"]*")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, dict):
-            record.args = {k: self._clean(v) for k, v in record.args.items()}
-        elif isinstance(record.args, tuple):
-            record.args = tuple(self._clean(a) for a in record.args)
-        return True
-
-    def _clean(self, value: object) -> object:
-        return self._query.sub("?…", value) if isinstance(value, str) else value
-
-
-def _logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(level)
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    for name in ("werkzeug", "gunicorn.access"):
-        access = logging.getLogger(name)
-        if not any(isinstance(f, _NoQueryStrings) for f in access.filters):
-            access.addFilter(_NoQueryStrings())

@@ -132,6 +132,10 @@ def require(permission: Permission) -> Actor:
     return actor
 
 
+# Blueprints that answer machines, not people: a session is never read or written there.
+MACHINE_FACING = frozenset({"health"})
+
+
 # Elements that refresh themselves (hx-trigger="every ..."): their requests are not a person
 # at work, so they do not keep a session alive. htmx names the element in HX-Trigger.
 BACKGROUND_REFRESHERS = frozenset({"inbox-table"})
@@ -142,7 +146,9 @@ def is_background_refresh() -> bool:
 
 
 def _idle_timeout() -> Response | None:
-    if request.endpoint in (None, "static") or not current_user.is_authenticated:
+    if request.endpoint in (None, "static") or request.blueprint in MACHINE_FACING:
+        return None  # no session is read or written for these
+    if not current_user.is_authenticated:
         return None
     idle = current_app.config["SETTINGS"].session_idle_minutes * 60
     now = utcnow().timestamp()
