@@ -83,3 +83,34 @@ def test_network_admins_edit_the_taxonomy_to_sdoh_mapping(world, client):
     row_id = re.search(r"/admin/taxonomy-map/([0-9a-f-]{36})/delete", html).group(1)
     client.post(f"/admin/taxonomy-map/{row_id}/delete")
     assert "BD-1800.2000" not in text(client.get("/admin/taxonomy-map"))
+
+
+def test_jobs_page_shows_each_worker_and_what_it_runs(world, client):
+    from datetime import timedelta
+
+    from referrals.db import transaction, utcnow
+    from referrals.jobs import Worker, claim_next, enqueue
+
+    with transaction() as session:
+        now = utcnow()
+        session.add(Worker(name="web-1:101", started_at=now, heartbeat_at=now))
+        session.add(Worker(name="web-1:102", started_at=now, heartbeat_at=now))
+        session.add(Worker(name="web-2:7", started_at=now, heartbeat_at=now - timedelta(minutes=3)))
+        session.add(Worker(name="web-2:8", started_at=now, heartbeat_at=now, stopped_at=now))
+        enqueue(session, "sms.notice", {"event_id": "x"}, "worker-page")
+    from referrals.db import db
+
+    claim_next(db.session(), "web-1:101", timedelta(seconds=30))
+    db.session.remove()
+    client.login(world, "admin")
+    html = text(client.get("/admin/jobs"))
+    rows = {
+        name: row
+        for name, row in re.findall(
+            r'<tr class="worker-\w+">\s*<td><code>([^<]+)</code>(.*?)</tr>', html, re.S
+        )
+    }
+    assert "Running a job" in rows["web-1:101"] and "sms.notice" in rows["web-1:101"]
+    assert "Waiting for work" in rows["web-1:102"]
+    assert "Silent for over a minute" in rows["web-2:7"]
+    assert "Stopped" in rows["web-2:8"]

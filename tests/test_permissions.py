@@ -311,6 +311,25 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
         school=401,
         admin=401,
     ),
+    # Health checks for machines: the same for everyone (no worker runs here: not ready).
+    ("GET", "/healthz"): dict(
+        anonymous=200,
+        clinician=200,
+        other_clinician=200,
+        food=200,
+        food_admin=200,
+        school=200,
+        admin=200,
+    ),
+    ("GET", "/readyz"): dict(
+        anonymous=503,
+        clinician=503,
+        other_clinician=503,
+        food=503,
+        food_admin=503,
+        school=503,
+        admin=503,
+    ),
     # The public HSDS API: the same for everyone, signed in or not (no taxonomy exists).
     ("GET", "/hsds/"): dict(
         anonymous=200,

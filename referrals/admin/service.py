@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -14,7 +16,7 @@ from referrals.auth.roles import Permission
 from referrals.db import transaction, utcnow
 from referrals.directory.models import TaxonomySdohMap
 from referrals.errors import Forbidden, InvalidInput, NotFound
-from referrals.jobs import DEAD, QUEUED, Job
+from referrals.jobs import DEAD, QUEUED, RUNNING, Job, Worker
 from referrals.notify.models import Message
 from referrals.terminology import SDOH_CATEGORIES
 
@@ -79,6 +81,51 @@ def jobs_overview(actor: Actor) -> tuple[dict[str, int], list[Job]]:
             )
         )
     return counts, dead
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    name: str  # host:pid
+    started_at: datetime
+    heartbeat_at: datetime
+    state: str  # running | idle | stopped | silent (no heartbeat for a minute: probably dead)
+    job_kind: str | None  # what it runs now
+
+
+def workers_overview(actor: Actor) -> list[WorkerState]:
+    """The workers seen in the last day, newest first, and what each is doing."""
+    _require_network(actor)
+    now = utcnow()
+    with transaction() as session:
+        workers = list(
+            session.scalars(
+                select(Worker)
+                .where(Worker.heartbeat_at > now - timedelta(days=1))
+                .order_by(Worker.started_at.desc())
+                .limit(LIMIT)
+            )
+        )
+        running = dict(
+            session.execute(
+                select(Job.locked_by, Job.kind).where(
+                    Job.status == RUNNING, Job.locked_by.in_([w.name for w in workers])
+                )
+            ).all()
+        )
+    states = []
+    for worker in workers:
+        if worker.stopped_at is not None:
+            state = "stopped"
+        elif now - worker.heartbeat_at > timedelta(minutes=1):
+            state = "silent"
+        else:
+            state = "running" if worker.name in running else "idle"
+        states.append(
+            WorkerState(
+                worker.name, worker.started_at, worker.heartbeat_at, state, running.get(worker.name)
+            )
+        )
+    return states
 
 
 def retry_job(actor: Actor, job_id: uuid.UUID) -> Job:

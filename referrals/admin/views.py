@@ -51,7 +51,8 @@ def audit_trail() -> Response:
 def jobs() -> Response:
     actor = require(Permission.VIEW_NETWORK)
     counts, dead = service.jobs_overview(actor)
-    return render("admin/jobs.html", counts=counts, dead=dead)
+    workers = service.workers_overview(actor)
+    return render("admin/jobs.html", counts=counts, dead=dead, workers=workers)
 
 
 @bp.post("/jobs/<uuid:job_id>/retry")
