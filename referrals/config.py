@@ -69,6 +69,11 @@ class Settings:
     exchange_max_attempts: int = 48
     exchange_peers: str = ""  # a JSON file of peers; `flask exchange load-peers` reads it
     worker_poll_seconds: float = 2.0
+    # What one HSDS import may make us read (`flask import-hsds`): an input past these is
+    # refused before, or as soon as, it is read past them (an archive bomb, a runaway file).
+    hsds_import_max_file_mib: int = 200  # per file (per zip entry, uncompressed)
+    hsds_import_max_total_mib: int = 1024  # all files of one input together
+    hsds_import_max_files: int = 10000  # files in one folder or zip
     job_max_attempts: int = 8
     log_level: str = "INFO"
     trusted_proxies: int = 0  # reverse proxies in front of the app (X-Forwarded-For/-Proto)

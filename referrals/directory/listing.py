@@ -26,13 +26,22 @@ from referrals.directory.models import (
     Schedule,
     Service,
     ServiceAtLocation,
+    max_length,
 )
 from referrals.directory.search import refresh_search_rows
 from referrals.errors import Forbidden, InvalidInput, NotFound
 from referrals.forms import FormSchema, Phone, load
 from referrals.terminology import LANGUAGES, SDOH_CATEGORIES
 
-TEXT = validate.Length(max=4000, error="At most 4000 characters.")
+
+def text_of(model: type, name: str, *, required: bool = False) -> validate.Length:
+    """The length a form field may have: its column's limit (models.TEXT_LIMITS)."""
+    limit = max_length(model, name)
+    if required:
+        return validate.Length(min=1, max=limit, error=f"Between 1 and {limit} characters.")
+    return validate.Length(max=limit, error=f"At most {limit} characters.")
+
+
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
@@ -45,15 +54,18 @@ def is_stale(service: Service, now: datetime | None = None) -> bool:
 
 
 class ListingSchema(FormSchema):
-    name = fields.String(
-        required=True,
-        validate=validate.Length(min=1, max=300, error="Between 1 and 300 characters."),
-    )
-    description = fields.String(load_default="", validate=TEXT)
+    name = fields.String(required=True, validate=text_of(Service, "name", required=True))
+    description = fields.String(load_default="", validate=text_of(Service, "description"))
     status = fields.String(load_default="active", validate=validate.OneOf(SERVICE_STATUSES))
-    eligibility_description = fields.String(load_default=None, validate=TEXT)
-    application_process = fields.String(load_default=None, validate=TEXT)
-    fees_description = fields.String(load_default=None, validate=TEXT)
+    eligibility_description = fields.String(
+        load_default=None, validate=text_of(Service, "eligibility_description")
+    )
+    application_process = fields.String(
+        load_default=None, validate=text_of(Service, "application_process")
+    )
+    fees_description = fields.String(
+        load_default=None, validate=text_of(Service, "fees_description")
+    )
     minimum_age = fields.Integer(
         load_default=None, validate=validate.Range(0, 120, error="An age from 0 to 120.")
     )
@@ -71,15 +83,19 @@ class ListingSchema(FormSchema):
     )
     accepts_electronic_referrals = fields.Boolean(load_default=False)
     free_of_charge = fields.Boolean(load_default=False)
-    referral_contact_name = fields.String(load_default=None, validate=validate.Length(max=200))
+    referral_contact_name = fields.String(
+        load_default=None, validate=text_of(Service, "referral_contact_name")
+    )
     referral_contact_phone = Phone(load_default=None)
     referral_contact_email = fields.Email(
-        load_default=None, error_messages={"invalid": "A valid email address."}
+        load_default=None,
+        validate=text_of(Service, "referral_contact_email"),
+        error_messages={"invalid": "A valid email address."},
     )
     # Where and when: the primary address and one weekly opening pattern.
-    address_1 = fields.String(load_default=None, validate=validate.Length(max=300))
-    city = fields.String(load_default=None, validate=validate.Length(max=100))
-    postal_code = fields.String(load_default=None)
+    address_1 = fields.String(load_default=None, validate=text_of(Address, "address_1"))
+    city = fields.String(load_default=None, validate=text_of(Address, "city"))
+    postal_code = fields.String(load_default=None, validate=text_of(Address, "postal_code"))
     days = fields.List(fields.String(validate=validate.OneOf(WEEKDAYS)), load_default=list)
     opens_at = fields.String(
         load_default=None, validate=validate.Regexp(HHMM, error="A time like 09:00.")
@@ -233,8 +249,9 @@ def set_capacity(actor: Actor, service_id: uuid.UUID, status: str, note: str = "
             "Unknown capacity.",
             {"capacity_status": [f"One of: {', '.join(CAPACITY_STATUSES.values())}."]},
         )
-    if len(note) > 500:
-        raise InvalidInput("Note too long.", {"capacity_note": ["At most 500 characters."]})
+    limit = max_length(Service, "capacity_note")
+    if limit is not None and len(note) > limit:
+        raise InvalidInput("Note too long.", {"capacity_note": [f"At most {limit} characters."]})
     with transaction() as session:
         service = _own_service(session, actor, service_id, "service.capacity")
         service.capacity_status = status

@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -38,6 +39,7 @@ from sqlalchemy.orm import Session
 from referrals import audit
 from referrals.auth.actor import Actor
 from referrals.db import db, transaction, utcnow
+from referrals.directory.hsds.files import ImportLimits
 from referrals.directory.hsds.reader import (
     Dataset,
     Problem,
@@ -137,10 +139,12 @@ def import_hsds(
     prune: bool = False,
     actor: Actor = ACTOR,
     progress: Callable[[int, int], None] | None = None,
+    limits: ImportLimits | None = None,
 ) -> ImportReport:
     """Read, check and (unless `dry_run` or anything is wrong) write an HSDS input.
-    `progress(step, total)` is told how many records were written after each table."""
-    dataset = read_path(path)
+    `progress(step, total)` is told how many records were written after each table. `limits`
+    (by default the HSDS_IMPORT_MAX_* settings) bound what the input may make us read."""
+    dataset = read_path(path, limits or ImportLimits.from_settings(current_app.config["SETTINGS"]))
     report = ImportReport(dataset, dry_run)
     if not dataset.errors:
         check_references(db.session(), dataset, strict=strict)
