@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 from zoneinfo import available_timezones
 
+from referrals import csv_cells
 from referrals.auth.models import Organization
 from referrals.auth.roles import OrgKind
 from referrals.directory.hsds.files import (
@@ -648,6 +649,8 @@ class TabularReader(JsonReader):
         if not isinstance(resources, list):
             self.data.error(f"{label}/datapackage.json", "resources", "must be a list")
             return
+        # Cells our export protected from spreadsheets carry a prefix to take off again.
+        protected = isinstance(manifest, dict) and csv_cells.declared(manifest)
         tables: list[tuple[str, str]] = []
         types: dict[str, dict[str, str]] = {}
         for index, resource in enumerate(resources):
@@ -684,7 +687,9 @@ class TabularReader(JsonReader):
         for table, path in sorted(tables, key=lambda t: order[t[0]]):
             self.data.tabular_tables.add(table)
             name = f"{label}/{PurePosixPath(path).name}"
-            self.read_csv(table, name, by_path[path], label, types.get(table, {}))
+            self.read_csv(
+                table, name, by_path[path], label, types.get(table, {}), protected=protected
+            )
         # A table given in full replaces, for each parent in the package, the rows we hold.
         for table, records in self.data.records.items():
             given = {
@@ -701,9 +706,11 @@ class TabularReader(JsonReader):
         file: InputFile,
         package: str,
         types: dict[str, str],
+        *,
+        protected: bool = False,
     ) -> None:
         """Read one table's CSV row by row; `types` are its columns' Table Schema types, where
-        declared."""
+        declared. `protected`: the package says its text cells carry csv_cells' prefix."""
         table = TABLES[table_name]
         # csv's own cap on a field (128 KiB by default, for the whole process) would stop a long
         # field with no word of which column it is in; our lines and text limits bound them.
@@ -712,7 +719,7 @@ class TabularReader(JsonReader):
             text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
             reader = csv.reader(_bounded_lines(text, name), strict=True)
             try:
-                self._read_rows(table, reader, name, package, types)
+                self._read_rows(table, reader, name, package, types, protected)
             except UnicodeDecodeError:
                 self.data.problems.append(first_bad_byte(file, name, self.budget.limits))
             except csv.Error as err:
@@ -725,8 +732,10 @@ class TabularReader(JsonReader):
         name: str,
         package: str,
         types: dict[str, str],
+        protected: bool,
     ) -> None:
-        header = next(reader, [])
+        clean = csv_cells.unprotect if protected else (lambda cell: cell)
+        header = [clean(cell) for cell in next(reader, [])]
         if "id" not in header:
             self.data.error(f"{name}:row 1", "id", "the header has no id column")
             return
@@ -742,7 +751,7 @@ class TabularReader(JsonReader):
             if not cells:
                 continue  # a blank line, as csv.DictReader skips it
             row: dict[Any, Any] = dict.fromkeys(header)
-            row.update(zip(header, cells, strict=False))
+            row.update(zip(header, (clean(c) for c in cells), strict=False))
             if len(cells) > len(header):
                 row[None] = cells[len(header) :]
             where = f"{name}:row {reader.line_num}"
