@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, or_, select
@@ -15,7 +16,7 @@ from referrals import audit
 from referrals.auth.actor import Actor
 from referrals.auth.roles import Permission
 from referrals.db import transaction, utcnow
-from referrals.directory.geo import lookup_zip, normalize_zip
+from referrals.directory.geo import check_zip, lookup_zip
 from referrals.directory.models import (
     CAPACITY_STATUSES,
     SERVICE_STATUSES,
@@ -54,6 +55,13 @@ def is_stale(service: Service, now: datetime | None = None) -> bool:
 
 
 class ListingSchema(FormSchema):
+    """An organisation admin's edit of a listing. `zip_on_record` is the listing's ZIP code as
+    saved: keeping it needs no confirmation again."""
+
+    def __init__(self, *, zip_on_record: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.zip_on_record = zip_on_record
+
     name = fields.String(required=True, validate=text_of(Service, "name", required=True))
     description = fields.String(load_default="", validate=text_of(Service, "description"))
     status = fields.String(load_default="active", validate=validate.OneOf(SERVICE_STATUSES))
@@ -96,6 +104,8 @@ class ListingSchema(FormSchema):
     address_1 = fields.String(load_default=None, validate=text_of(Address, "address_1"))
     city = fields.String(load_default=None, validate=text_of(Address, "city"))
     postal_code = fields.String(load_default=None, validate=text_of(Address, "postal_code"))
+    # The ZIP code the admin confirmed after being told it lies outside California.
+    confirm_zip = fields.String(load_default="", validate=text_of(Address, "postal_code"))
     days = fields.List(fields.String(validate=validate.OneOf(WEEKDAYS)), load_default=list)
     opens_at = fields.String(
         load_default=None, validate=validate.Regexp(HHMM, error="A time like 09:00.")
@@ -103,6 +113,18 @@ class ListingSchema(FormSchema):
     closes_at = fields.String(
         load_default=None, validate=validate.Regexp(HHMM, error="A time like 17:30.")
     )
+
+    @validates_schema(skip_on_field_errors=False)  # said together with the other mistakes
+    def known_zip(self, data: dict, **_: object) -> None:
+        """Unknown ZIP codes are refused; one outside California is confirmed first."""
+        if data.get("postal_code"):
+            found = check_zip(
+                data["postal_code"], (data.get("confirm_zip", ""), self.zip_on_record)
+            )
+            if found.refusal:
+                raise ValidationError(found.refusal, "postal_code")
+            if found.question:
+                raise ValidationError(found.question, "confirm_zip")
 
     @validates_schema
     def check(self, data: dict, **_: object) -> None:
@@ -112,11 +134,6 @@ class ListingSchema(FormSchema):
         place = [data.get(k) for k in ("address_1", "city", "postal_code")]
         if any(place) and not all(place):
             raise ValidationError("Give the street, city and ZIP code together.", "address_1")
-        if data.get("postal_code"):
-            try:
-                lookup_zip(data["postal_code"])
-            except InvalidInput as err:
-                raise ValidationError(err.fields["zip"][0], "postal_code") from None
         hours = [data.get("days"), data.get("opens_at"), data.get("closes_at")]
         if any(hours) and not all(hours):
             raise ValidationError(
@@ -163,9 +180,10 @@ def update_listing(actor: Actor, service_id: uuid.UUID, form: Mapping[str, objec
         raw[many] = list(value) if value else []
     if not raw["categories"]:
         raw.pop("categories")
-    data = load(ListingSchema(), raw)
     with transaction() as session:
         service = _own_service(session, actor, service_id, "service.update")
+        address = service.primary_address
+        data = load(ListingSchema(zip_on_record=address.postal_code if address else ""), raw)
         for key in (
             "name",
             "description",
@@ -209,9 +227,11 @@ def _set_place(service: Service, data: dict) -> None:
         address = Address(address_type="physical", country="US", state_province="CA")
         location.addresses.append(address)
         service.service_at_locations.append(ServiceAtLocation(location=location))
+    place = lookup_zip(data["postal_code"])  # the schema took it: it exists
     address.address_1 = data["address_1"]
     address.city = data["city"]
-    address.postal_code = normalize_zip(data["postal_code"])
+    address.postal_code = place.code
+    address.state_province = place.state  # outside California only when confirmed
     # The place moved: it is placed at its ZIP's centroid until a geocoder says better.
     for link in service.service_at_locations:
         if address in link.location.addresses:
