@@ -130,6 +130,22 @@ def test_the_listing_form_refuses_over_long_text_with_a_message_and_saves_nothin
     assert service.name == "Food boxes" and service.referral_contact_email is None
 
 
+@pytest.mark.parametrize(
+    "field", ["description", "eligibility_description", "application_process", "fees_description"]
+)
+def test_each_long_text_of_the_listing_form_says_what_is_wrong_beside_it(world, client, field):
+    client.login(world, "food_admin")
+    url = f"/listings/{world.service_ids['food']}/edit"
+    client.get(url)
+    response = client.post(
+        url, {"name": "Food boxes", "categories": ["food-insecurity"], field: "x" * 10_001}
+    )
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert f'<p class="field-error" id="{field}-error">At most 10000 characters.</p>' in html
+    assert f'aria-describedby="{field}-error"' in html
+
+
 def test_a_listing_at_the_limits_is_saved_whole(world, client):
     client.login(world, "food_admin")
     url = f"/listings/{world.service_ids['food']}/edit"
