@@ -86,9 +86,9 @@ def test_what_a_zip_holds_in_all_is_capped(tmp_path):
         z.writestr("datapackage.json", json.dumps(MANIFEST))
         for index in range(3):
             # incompressible, so that only the totals can refuse it
-            z.writestr(f"part{index}.bin", os.urandom(40 * MIB))
-    assert errors(read_path(archive, SMALL)) == [
-        "many.zip: size: its files hold 120 MiB; an input may hold at most 100 MiB in all "
+            z.writestr(f"part{index}.bin", os.urandom(3 * MIB))
+    assert errors(read_path(archive, ImportLimits(4 * MIB, 6 * MIB, 10))) == [
+        "many.zip: size: its files hold 9.0 MiB; an input may hold at most 6 MiB in all "
         "(HSDS_IMPORT_MAX_TOTAL_MIB)"
     ]
 
