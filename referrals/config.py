@@ -96,6 +96,11 @@ class Settings:
     # a worker that dies leaves its job to another one after at most this long.
     worker_lease_seconds: float = 30.0
     job_retry_seconds: float = 10.0  # the first retry's delay; it doubles (with jitter) after
+    # What one HSDS import may make us read (`flask import-hsds`): an input past these is
+    # refused before, or as soon as, it is read past them (an archive bomb, a runaway file).
+    hsds_import_max_file_mib: int = 200  # per file (per zip entry, uncompressed)
+    hsds_import_max_total_mib: int = 1024  # all files of one input together
+    hsds_import_max_files: int = 10000  # files in one folder or zip
     job_max_attempts: int = 8
     log_level: str = "INFO"
     log_format: str = ""  # json | text; empty: json in production, text elsewhere

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -85,6 +86,68 @@ def lookup_zip(value: str) -> Zip:
             {"zip": [f"ZIP code {code} does not exist (or has no location on record)."]},
         )
     return found
+
+
+HOME_STATE = "CA"  # the directory and the families it serves are California's
+STATE_NAMES = {
+    "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California",
+    "CO": "Colorado", "CT": "Connecticut", "DE": "Delaware", "DC": "the District of Columbia",
+    "FL": "Florida", "GA": "Georgia", "HI": "Hawaii", "ID": "Idaho", "IL": "Illinois",
+    "IN": "Indiana", "IA": "Iowa", "KS": "Kansas", "KY": "Kentucky", "LA": "Louisiana",
+    "ME": "Maine", "MD": "Maryland", "MA": "Massachusetts", "MI": "Michigan",
+    "MN": "Minnesota", "MS": "Mississippi", "MO": "Missouri", "MT": "Montana",
+    "NE": "Nebraska", "NV": "Nevada", "NH": "New Hampshire", "NJ": "New Jersey",
+    "NM": "New Mexico", "NY": "New York", "NC": "North Carolina", "ND": "North Dakota",
+    "OH": "Ohio", "OK": "Oklahoma", "OR": "Oregon", "PA": "Pennsylvania",
+    "RI": "Rhode Island", "SC": "South Carolina", "SD": "South Dakota", "TN": "Tennessee",
+    "TX": "Texas", "UT": "Utah", "VT": "Vermont", "VA": "Virginia", "WA": "Washington",
+    "WV": "West Virginia", "WI": "Wisconsin", "WY": "Wyoming",
+    "AS": "American Samoa", "GU": "Guam", "MP": "the Northern Mariana Islands",
+    "PR": "Puerto Rico", "VI": "the U.S. Virgin Islands", "FM": "Micronesia",
+    "MH": "the Marshall Islands", "PW": "Palau",
+    "AA": "the Armed Forces Americas", "AE": "the Armed Forces Europe",
+    "AP": "the Armed Forces Pacific",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ZipCheck:
+    """What the rule makes of a typed ZIP code: refused (`refusal` says why), to be confirmed
+    first (`question` asks), or taken (`code`, five digits, and its `place`)."""
+
+    code: str = ""
+    place: Zip | None = None
+    refusal: str = ""
+    question: str = ""
+
+    @property
+    def taken(self) -> bool:
+        return not self.refusal and not self.question
+
+    @property
+    def state_name(self) -> str:
+        return STATE_NAMES.get(self.place.state, self.place.state) if self.place else ""
+
+
+def check_zip(typed: str, confirmed: Iterable[str] = ()) -> ZipCheck:
+    """The one rule for a ZIP code, wherever a person or a partner gives one: a ZIP that is not
+    five digits, or that does not exist, is refused; one outside California is taken only once
+    confirmed (`confirmed`: codes the person confirmed, or the one already on record), since
+    families near a state line and services just across it exist."""
+    try:
+        place = lookup_zip(typed)
+    except InvalidInput as err:
+        return ZipCheck(code="", refusal=err.fields["zip"][0])
+    check = ZipCheck(code=place.code, place=place)
+    sure = {c.strip().split("-")[0] for c in confirmed if c}
+    if place.state == HOME_STATE or place.code in sure:
+        return check
+    return ZipCheck(
+        code=place.code,
+        place=place,
+        question=f"{place.code} is in {check.state_name}, not California: "
+        "confirm to save it there.",
+    )
 
 
 def zip_centroid(value: str) -> Point:

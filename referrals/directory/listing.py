@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, or_, select
@@ -15,7 +16,7 @@ from referrals import audit
 from referrals.auth.actor import Actor
 from referrals.auth.roles import Permission
 from referrals.db import transaction, utcnow
-from referrals.directory.geo import lookup_zip, normalize_zip
+from referrals.directory.geo import check_zip, lookup_zip
 from referrals.directory.models import (
     CAPACITY_STATUSES,
     SERVICE_STATUSES,
@@ -26,13 +27,22 @@ from referrals.directory.models import (
     Schedule,
     Service,
     ServiceAtLocation,
+    max_length,
 )
 from referrals.directory.search import refresh_search_rows
 from referrals.errors import Forbidden, InvalidInput, NotFound
 from referrals.forms import FormSchema, Phone, load
 from referrals.terminology import LANGUAGES, SDOH_CATEGORIES
 
-TEXT = validate.Length(max=4000, error="At most 4000 characters.")
+
+def text_of(model: type, name: str, *, required: bool = False) -> validate.Length:
+    """The length a form field may have: its column's limit (models.TEXT_LIMITS)."""
+    limit = max_length(model, name)
+    if required:
+        return validate.Length(min=1, max=limit, error=f"Between 1 and {limit} characters.")
+    return validate.Length(max=limit, error=f"At most {limit} characters.")
+
+
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
@@ -45,15 +55,25 @@ def is_stale(service: Service, now: datetime | None = None) -> bool:
 
 
 class ListingSchema(FormSchema):
-    name = fields.String(
-        required=True,
-        validate=validate.Length(min=1, max=300, error="Between 1 and 300 characters."),
-    )
-    description = fields.String(load_default="", validate=TEXT)
+    """An organisation admin's edit of a listing. `zip_on_record` is the listing's ZIP code as
+    saved: keeping it needs no confirmation again."""
+
+    def __init__(self, *, zip_on_record: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.zip_on_record = zip_on_record
+
+    name = fields.String(required=True, validate=text_of(Service, "name", required=True))
+    description = fields.String(load_default="", validate=text_of(Service, "description"))
     status = fields.String(load_default="active", validate=validate.OneOf(SERVICE_STATUSES))
-    eligibility_description = fields.String(load_default=None, validate=TEXT)
-    application_process = fields.String(load_default=None, validate=TEXT)
-    fees_description = fields.String(load_default=None, validate=TEXT)
+    eligibility_description = fields.String(
+        load_default=None, validate=text_of(Service, "eligibility_description")
+    )
+    application_process = fields.String(
+        load_default=None, validate=text_of(Service, "application_process")
+    )
+    fees_description = fields.String(
+        load_default=None, validate=text_of(Service, "fees_description")
+    )
     minimum_age = fields.Integer(
         load_default=None, validate=validate.Range(0, 120, error="An age from 0 to 120.")
     )
@@ -71,15 +91,21 @@ class ListingSchema(FormSchema):
     )
     accepts_electronic_referrals = fields.Boolean(load_default=False)
     free_of_charge = fields.Boolean(load_default=False)
-    referral_contact_name = fields.String(load_default=None, validate=validate.Length(max=200))
+    referral_contact_name = fields.String(
+        load_default=None, validate=text_of(Service, "referral_contact_name")
+    )
     referral_contact_phone = Phone(load_default=None)
     referral_contact_email = fields.Email(
-        load_default=None, error_messages={"invalid": "A valid email address."}
+        load_default=None,
+        validate=text_of(Service, "referral_contact_email"),
+        error_messages={"invalid": "A valid email address."},
     )
     # Where and when: the primary address and one weekly opening pattern.
-    address_1 = fields.String(load_default=None, validate=validate.Length(max=300))
-    city = fields.String(load_default=None, validate=validate.Length(max=100))
-    postal_code = fields.String(load_default=None)
+    address_1 = fields.String(load_default=None, validate=text_of(Address, "address_1"))
+    city = fields.String(load_default=None, validate=text_of(Address, "city"))
+    postal_code = fields.String(load_default=None, validate=text_of(Address, "postal_code"))
+    # The ZIP code the admin confirmed after being told it lies outside California.
+    confirm_zip = fields.String(load_default="", validate=text_of(Address, "postal_code"))
     days = fields.List(fields.String(validate=validate.OneOf(WEEKDAYS)), load_default=list)
     opens_at = fields.String(
         load_default=None, validate=validate.Regexp(HHMM, error="A time like 09:00.")
@@ -87,6 +113,18 @@ class ListingSchema(FormSchema):
     closes_at = fields.String(
         load_default=None, validate=validate.Regexp(HHMM, error="A time like 17:30.")
     )
+
+    @validates_schema(skip_on_field_errors=False)  # said together with the other mistakes
+    def known_zip(self, data: dict, **_: object) -> None:
+        """Unknown ZIP codes are refused; one outside California is confirmed first."""
+        if data.get("postal_code"):
+            found = check_zip(
+                data["postal_code"], (data.get("confirm_zip", ""), self.zip_on_record)
+            )
+            if found.refusal:
+                raise ValidationError(found.refusal, "postal_code")
+            if found.question:
+                raise ValidationError(found.question, "confirm_zip")
 
     @validates_schema
     def check(self, data: dict, **_: object) -> None:
@@ -96,11 +134,6 @@ class ListingSchema(FormSchema):
         place = [data.get(k) for k in ("address_1", "city", "postal_code")]
         if any(place) and not all(place):
             raise ValidationError("Give the street, city and ZIP code together.", "address_1")
-        if data.get("postal_code"):
-            try:
-                lookup_zip(data["postal_code"])
-            except InvalidInput as err:
-                raise ValidationError(err.fields["zip"][0], "postal_code") from None
         hours = [data.get("days"), data.get("opens_at"), data.get("closes_at")]
         if any(hours) and not all(hours):
             raise ValidationError(
@@ -147,9 +180,10 @@ def update_listing(actor: Actor, service_id: uuid.UUID, form: Mapping[str, objec
         raw[many] = list(value) if value else []
     if not raw["categories"]:
         raw.pop("categories")
-    data = load(ListingSchema(), raw)
     with transaction() as session:
         service = _own_service(session, actor, service_id, "service.update")
+        address = service.primary_address
+        data = load(ListingSchema(zip_on_record=address.postal_code if address else ""), raw)
         for key in (
             "name",
             "description",
@@ -193,9 +227,11 @@ def _set_place(service: Service, data: dict) -> None:
         address = Address(address_type="physical", country="US", state_province="CA")
         location.addresses.append(address)
         service.service_at_locations.append(ServiceAtLocation(location=location))
+    place = lookup_zip(data["postal_code"])  # the schema took it: it exists
     address.address_1 = data["address_1"]
     address.city = data["city"]
-    address.postal_code = normalize_zip(data["postal_code"])
+    address.postal_code = place.code
+    address.state_province = place.state  # outside California only when confirmed
     # The place moved: it is placed at its ZIP's centroid until a geocoder says better.
     for link in service.service_at_locations:
         if address in link.location.addresses:
@@ -233,8 +269,9 @@ def set_capacity(actor: Actor, service_id: uuid.UUID, status: str, note: str = "
             "Unknown capacity.",
             {"capacity_status": [f"One of: {', '.join(CAPACITY_STATUSES.values())}."]},
         )
-    if len(note) > 500:
-        raise InvalidInput("Note too long.", {"capacity_note": ["At most 500 characters."]})
+    limit = max_length(Service, "capacity_note")
+    if limit is not None and len(note) > limit:
+        raise InvalidInput("Note too long.", {"capacity_note": [f"At most {limit} characters."]})
     with transaction() as session:
         service = _own_service(session, actor, service_id, "service.capacity")
         service.capacity_status = status

@@ -75,7 +75,7 @@ def capacity(service_id: uuid.UUID) -> Response:
         actor,
         service_id,
         request.form.get("capacity_status", ""),
-        request.form.get("capacity_note", "")[:1000],
+        request.form.get("capacity_note", ""),
     )
     message = f"{service.name}: {CAPACITY_STATUSES[service.capacity_status].lower()}."
     if request.htmx:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import Date, Float, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import Column, Date, Float, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referrals.auth.models import Organization
@@ -28,6 +28,29 @@ CAPACITY_STATUSES = {
     "additional-assessment-required": "Additional assessment required",
 }
 STALE_AFTER_DAYS = 180
+
+# The longest text each column takes, whatever writes it (the HSDS import, the listing form):
+# a String column's own length; a Text column, which has none, its entry here or LONG_TEXT.
+LONG_TEXT = 10_000
+TEXT_LIMITS = {
+    "service_areas.extent": 1_000_000,  # a boundary, as GeoJSON or WKT
+    "services.capacity_note": 2_000,
+}
+# The HSDS fields kept without a column of ours (hsds_extra), as JSON, on one record.
+KEPT_FIELDS_LIMIT = 100_000
+
+
+def text_limit(column: Column) -> int | None:
+    """The most characters a text column takes (see TEXT_LIMITS); None for other columns."""
+    if not isinstance(column.type, String):  # Text is a String without a length
+        return None
+    return column.type.length or TEXT_LIMITS.get(f"{column.table.name}.{column.name}", LONG_TEXT)
+
+
+def max_length(model: type, name: str) -> int | None:
+    """The most characters the model's column `name` takes; None if it is not text."""
+    column = model.__table__.c.get(name)  # type: ignore[attr-defined]
+    return None if column is None else text_limit(column)
 
 
 def _fk(table: str) -> Mapped[uuid.UUID | None]:

@@ -22,6 +22,7 @@ from referrals import audit
 from referrals.auth.actor import Actor
 from referrals.auth.roles import Permission
 from referrals.db import db, transaction, utcnow
+from referrals.directory.geo import check_zip
 from referrals.directory.models import Service
 from referrals.errors import Forbidden, InvalidInput, NotFound
 from referrals.forms import load
@@ -133,6 +134,9 @@ class Received:
     need: Need | None
     consent: Consent | None
     created: set[str] = field(default_factory=set)  # of "Patient", "Condition", ...
+    # What was taken differently from what was sent, by resource type (for the answer's
+    # OperationOutcome): a ZIP code that does not exist, left out.
+    warnings: dict[str, list[str]] = field(default_factory=dict)
 
 
 def receive_referral(actor: Actor, incoming: IncomingReferral) -> Received:
@@ -199,7 +203,8 @@ def _receive(session: Session, actor: Actor, incoming: IncomingReferral) -> Rece
         assert referral is not None
         return Received(referral, referral.patient, referral.need, referral.consent)
     created: set[str] = set()
-    patient = _patient(session, actor, incoming.patient, created)
+    warnings: dict[str, list[str]] = {}
+    patient = _patient(session, actor, incoming.patient, created, warnings)
     service = _service(session, part)
     if part.owner_org_id is not None and part.owner_org_id != service.organization_id:
         raise InvalidInput(
@@ -255,7 +260,7 @@ def _receive(session: Session, actor: Actor, incoming: IncomingReferral) -> Rece
     _remember(session, actor, "Task", referral.task.id, part.task_identifiers)
     session.flush()
     created |= {"ServiceRequest", "Task"}
-    return Received(referral, patient, need, consent, created)
+    return Received(referral, patient, need, consent, created, warnings)
 
 
 def _service(session: Session, part: ReferralPart) -> Service:
@@ -312,7 +317,13 @@ def _task_referral(
     return session.scalar(select(Task.referral_id).where(Task.id == task_id))
 
 
-def _patient(session: Session, actor: Actor, part: PatientPart, created: set[str]) -> Patient:
+def _patient(
+    session: Session,
+    actor: Actor,
+    part: PatientPart,
+    created: set[str],
+    warnings: dict[str, list[str]],
+) -> Patient:
     key = part.existing_id or _known(session, actor, "Patient", part.identifiers)
     if key is None and part.form is not None and part.form.get("mrn"):
         key = session.scalar(
@@ -336,10 +347,28 @@ def _patient(session: Session, actor: Actor, part: PatientPart, created: set[str
         return patient
     if part.form is None:
         raise InvalidInput("Who is the referral for?", {"patient": ["Send the Patient."]})
-    patient = add_patient(session, actor, load(PatientSchema(), part.form))
+    form, left_out = _partner_zip(part.form)
+    patient = add_patient(session, actor, load(PatientSchema(), form))
+    if left_out:
+        warnings["Patient"] = left_out
     _remember(session, actor, "Patient", patient.id, part.identifiers)
     created.add("Patient")
     return patient
+
+
+def _partner_zip(form: Mapping[str, object]) -> tuple[dict[str, object], list[str]]:
+    """The partner's patient form with its ZIP code put to the directory's rule: one that is
+    not a ZIP code, or does not exist, is left out with a warning (as a phone number that is
+    not one is), never stored as if it were one; one outside California is the partner's own
+    record and is kept, as confirmed."""
+    typed = str(form.get("zip_code") or "").strip()
+    if not typed:
+        return dict(form), []
+    found = check_zip(typed, (typed,))
+    if found.refusal:
+        warning = f"Patient.address.postalCode: {found.refusal.rstrip('.')}; it was not kept."
+        return {**form, "zip_code": ""}, [warning]
+    return {**form, "zip_code": found.code, "confirm_zip": found.code}, []
 
 
 def _same_person(patient: Patient, part: PatientPart) -> bool:

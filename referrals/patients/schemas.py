@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
+from referrals.directory.geo import check_zip, normalize_zip
 from referrals.forms import FormSchema, Phone
 from referrals.patients.consent_rules import ADULT_AGE, age_on
 from referrals.terminology import GENDERS, GUARDIAN_RELATIONSHIPS, LANGUAGES, california_today
@@ -30,9 +31,9 @@ class PatientSchema(FormSchema):
     gender = fields.String(load_default="unknown", validate=validate.OneOf(list(GENDERS)))
     phone = Phone(load_default=None)
     language = fields.String(load_default="en", validate=validate.OneOf(list(LANGUAGES)))
-    zip_code = fields.String(
-        load_default="", validate=validate.Regexp(r"^\d{5}$", error="A 5-digit ZIP code.")
-    )
+    zip_code = fields.String(load_default="", validate=validate.Length(max=10))
+    # The ZIP code the clinician confirmed after being told it lies outside California.
+    confirm_zip = fields.String(load_default="", validate=validate.Length(max=10))
     mrn = fields.String(load_default=None, validate=validate.Length(max=64))
     guardian_name = fields.String(load_default=None, validate=validate.Length(max=200))
     guardian_relationship = fields.String(
@@ -41,6 +42,23 @@ class PatientSchema(FormSchema):
     guardian_phone = Phone(load_default=None)
     confirm_new = fields.Boolean(load_default=False)
     guardian_language = fields.String(load_default=None, validate=validate.OneOf(list(LANGUAGES)))
+
+    @validates_schema(skip_on_field_errors=False)  # said together with the other mistakes
+    def known_zip(self, data: dict, **_: object) -> None:
+        """Unknown ZIP codes are refused; one outside California is confirmed first."""
+        if data.get("zip_code"):
+            found = check_zip(data["zip_code"], (data.get("confirm_zip", ""),))
+            if found.refusal:
+                raise ValidationError(found.refusal, "zip_code")
+            if found.question:
+                raise ValidationError(found.question, "confirm_zip")
+
+    @post_load
+    def five_digits(self, data: dict, **_: object) -> dict:
+        """The ZIP code as the directory's table has it (94110-1234 is 94110)."""
+        if data.get("zip_code"):
+            data["zip_code"] = normalize_zip(data["zip_code"])
+        return data
 
     @validates_schema
     def check(self, data: dict, **_: object) -> None:

@@ -60,7 +60,7 @@ def test_bad_input_is_explained_field_by_field_and_nothing_is_saved(world, clien
         "Missing data for required field.",
         "The birth date is in the future.",
         "“555” is not a",
-        "A 5-digit ZIP code.",
+        "“9460” is not a ZIP code: use five digits, like 94110.",
         "Must be one of",
     ):
         assert message in html

@@ -21,7 +21,8 @@ def register_commands(app: Flask) -> None:
     @click.option(
         "--strict",
         is_flag=True,
-        help="Treat warnings (coordinates out of range, dangling parent links) as errors.",
+        help="Treat warnings (coordinates out of range, dangling parent links, US ZIP codes "
+        "that do not exist or lie outside California) as errors.",
     )
     @click.option(
         "--prune",

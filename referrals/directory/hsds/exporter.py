@@ -9,7 +9,6 @@ datapackage.json, which the importer reads back. They are not split into HSDS's 
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import zipfile
@@ -20,6 +19,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from referrals import csv_cells
 from referrals.auth.models import Organization
 from referrals.db import db
 from referrals.directory.hsds.schema import EXTENSION, HSDS_VERSION, KEEPS_EXTRA, TABLES
@@ -143,13 +143,15 @@ def tabular_files(session: Session) -> tuple[dict[str, str], dict[str, int]]:
         rows = list(session.scalars(query.order_by(model.id)))  # type: ignore[attr-defined]
         kept = extra_column_types(rows) if name in KEEPS_EXTRA else {}
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(ours + list(kept))
-        for row in rows:
-            writer.writerow(
+        csv_cells.write_rows(out, [ours + list(kept)])
+        csv_cells.write_rows(
+            out,
+            (
                 [_cell(name, row, column) for column in ours]
                 + [_extra_cell(row.hsds_extra, column, kind) for column, kind in kept.items()]
-            )
+                for row in rows
+            ),
+        )
         files[table.path] = out.getvalue()
         counts[name] = len(rows)
         resources.append(
@@ -175,13 +177,15 @@ def tabular_files(session: Session) -> tuple[dict[str, str], dict[str, int]]:
                 },
             }
         )
-    manifest = {
-        "name": "human_services_data",
-        "title": "Human Services Data Specification",
-        "version": HSDS_VERSION,
-        "profile": "tabular-data-package",
-        "resources": resources,
-    }
+    manifest = csv_cells.declare(
+        {
+            "name": "human_services_data",
+            "title": "Human Services Data Specification",
+            "version": HSDS_VERSION,
+            "profile": "tabular-data-package",
+            "resources": resources,
+        }
+    )
     files["datapackage.json"] = json.dumps(manifest, indent=2) + "\n"
     return files, counts
 
@@ -215,17 +219,20 @@ def _json_type(value: Any) -> str:
     return "string"
 
 
-def _extra_cell(extra: dict | None, column: str, kind: str) -> str:
-    """A kept field's cell: empty when the record does not have it, else text or JSON."""
+def _extra_cell(extra: dict | None, column: str, kind: str) -> csv_cells.Cell:
+    """A kept field's cell: empty when the record does not have it, else text, a number in a
+    numeric column, or JSON."""
     if not extra or column not in extra:
-        return ""
+        return None
     value = extra[column]
     if kind == "string":
-        return "" if value is None else str(value)
+        return None if value is None else str(value)
+    if kind in ("integer", "number") and not isinstance(value, bool):
+        return value  # the column's values are all numbers (extra_column_types)
     return json.dumps(value, ensure_ascii=False)
 
 
-def _cell(table: str, row: Any, column: str) -> str:
+def _cell(table: str, row: Any, column: str) -> csv_cells.Cell:
     if column == EXTENSION:
         ext = (
             service_extension(row)
@@ -240,11 +247,9 @@ def _cell(table: str, row: Any, column: str) -> str:
         return json.dumps(ext, ensure_ascii=False, sort_keys=True)
     spec = TABLES[table].get(column)
     value = hsds_value(spec.type if spec else "str", getattr(row, column))
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value)) if spec is not None and spec.type == "int" else repr(value)
-    return str(value)
+    if isinstance(value, float) and value.is_integer() and spec is not None and spec.type == "int":
+        return int(value)
+    return value if value is None or isinstance(value, int | float) else str(value)
 
 
 def export_tabular(path: Path) -> dict[str, int]:

@@ -16,9 +16,10 @@ locations and service_at_locations (`hsds_extra`) and follow the same rule: a fi
 cleared, an array left out (funding, required_documents…) is kept, `[]` empties it.
 
 Problems that only warn (the import goes ahead) unless `strict`: a location's coordinates out of
-range (the location is kept without them) and an optional parent link to a record that is in
+range (the location is kept without them), an optional parent link to a record that is in
 neither the input nor the directory (parent organization, parent taxonomy term; the link is
-left empty). The examples published with HSDS have both."""
+left empty), and a US address's ZIP code that does not exist or lies outside California (the
+address is kept as given). The examples published with HSDS have all three."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -38,6 +40,8 @@ from sqlalchemy.orm import Session
 from referrals import audit
 from referrals.auth.actor import Actor
 from referrals.db import db, transaction, utcnow
+from referrals.directory.geo import check_zip
+from referrals.directory.hsds.files import ImportLimits
 from referrals.directory.hsds.reader import (
     Dataset,
     Problem,
@@ -137,10 +141,12 @@ def import_hsds(
     prune: bool = False,
     actor: Actor = ACTOR,
     progress: Callable[[int, int], None] | None = None,
+    limits: ImportLimits | None = None,
 ) -> ImportReport:
     """Read, check and (unless `dry_run` or anything is wrong) write an HSDS input.
-    `progress(step, total)` is told how many records were written after each table."""
-    dataset = read_path(path)
+    `progress(step, total)` is told how many records were written after each table. `limits`
+    (by default the HSDS_IMPORT_MAX_* settings) bound what the input may make us read."""
+    dataset = read_path(path, limits or ImportLimits.from_settings(current_app.config["SETTINGS"]))
     report = ImportReport(dataset, dry_run)
     if not dataset.errors:
         check_references(db.session(), dataset, strict=strict)
@@ -254,12 +260,38 @@ def _check_record_links(
                         )
                     )
                     values["latitude"] = values["longitude"] = None
+    if record.table == "address":
+        _check_zip(data, record, strict=strict)
     if record.table == "service":
         low, high = values.get("minimum_age"), values.get("maximum_age")
         if low is not None and high is not None and low > high:
             data.error(record.where, "minimum_age", f"{low} is above maximum_age {high}")
     if record.table == "program" and values.get("organization_id") is None:
         data.error(record.where, "organization_id", "a program needs its organization")
+
+
+def _check_zip(data: Dataset, record: Record, *, strict: bool) -> None:
+    """A US address's ZIP code, by the rule the listing form applies. A ZIP that does not
+    exist, or one outside California, is a warning (an error with `strict`), as coordinates out
+    of range are: feeds carry placeholders (the published examples do), HSDS requires the
+    field so it cannot be left out, and there is nobody to confirm a state line crossed. The
+    address is kept as given; search places it by its coordinates, or not at all."""
+    values = record.values
+    code = values.get("postal_code")
+    if not code or str(values.get("country") or "").upper() != "US":
+        return
+    found = check_zip(str(code))
+    if found.taken:
+        return
+    if found.refusal:
+        message = f"{code!r} is not a US ZIP code that exists"
+        kept = "; kept, but search cannot place the address by it"
+    else:
+        message, kept = f"{found.code} is in {found.state_name}, not California", "; kept"
+    if strict:
+        data.error(record.where, "postal_code", message)
+    else:
+        data.problems.append(Problem(record.where, "postal_code", message + kept, True))
 
 
 def existing_ids(session: Session, table: str, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:

@@ -13,6 +13,7 @@ under its location): that is one record linked to several parents, as long as th
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -21,14 +22,28 @@ import re
 import uuid
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 from zoneinfo import available_timezones
 
+from referrals import csv_cells
+from referrals.auth.models import Organization
 from referrals.auth.roles import OrgKind
+from referrals.directory.hsds.files import (
+    ARCHIVE_SUFFIXES,
+    READ_CHUNK,
+    Budget,
+    ImportLimits,
+    InputFile,
+    Refused,
+    folder_files,
+    one_file,
+    zip_files,
+)
 from referrals.directory.hsds.schema import (
     EXTENSION,
     KEEPS_EXTRA,
@@ -38,7 +53,12 @@ from referrals.directory.hsds.schema import (
     Table,
 )
 from referrals.directory.hsds.serialize import MODELS
-from referrals.directory.models import CAPACITY_STATUSES
+from referrals.directory.models import (
+    CAPACITY_STATUSES,
+    KEPT_FIELDS_LIMIT,
+    Service,
+    max_length,
+)
 from referrals.terminology import SDOH_CATEGORIES
 
 UUID_RE = re.compile(
@@ -52,6 +72,8 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
 CURRENCY_RE = re.compile(r"^[A-Za-z]{3}$")
 LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")  # ISO 639-1/3, BCP 47 subtags
 LIST_ITEM_RE = re.compile(r"^[+-]?\d*[A-Za-z]{0,2}$")
+
+MAX_PROCEDURE_CODES = 100  # on one service: more is a mistake, or an attack on memory
 
 # A file holding these objects instead of services, by its name.
 OBJECT_FILES = {
@@ -163,9 +185,17 @@ class BadValue(ValueError):
     """A value that does not fit its field; the message is for the person fixing the file."""
 
 
-def _max_length(table: str, name: str) -> int | None:
-    column = MODELS[table].__table__.c.get(name)  # type: ignore[attr-defined]
-    return getattr(column.type, "length", None) if column is not None else None
+def load_json(text: str) -> Any:
+    """json.loads, where nesting deeper than Python can follow is malformed JSON too."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+
+
+def too_long(text: str, limit: int) -> str:
+    """The message for text over its limit: `at most N characters`, and how many it has."""
+    return f"at most {limit} characters ({len(text)} given)"
 
 
 def parse_value(table: str, spec: Field, raw: Any, *, from_text: bool) -> Any:
@@ -232,9 +262,9 @@ def parse_value(table: str, spec: Field, raw: Any, *, from_text: bool) -> Any:
         raise BadValue("contains a NUL character")
     if spec.enum and raw not in spec.enum:
         raise BadValue(f"{raw!r} is not one of: {', '.join(spec.enum)}")
-    limit = _max_length(table, spec.name)
+    limit = max_length(MODELS[table], spec.name)
     if limit is not None and len(raw) > limit:
-        raise BadValue(f"is {len(raw)} characters long; at most {limit} fit")
+        raise BadValue(too_long(raw, limit))
     return raw
 
 
@@ -266,11 +296,12 @@ def _text_problem(value: Any, limit: int | None, *, required: bool = False) -> s
     if not isinstance(value, str) or (required and not value):
         return "must be non-empty text" if required else "must be text"
     if limit is not None and len(value) > limit:
-        return f"is {len(value)} characters long; at most {limit}"
+        return too_long(value, limit)
     return None
 
 
 def _extension_text(ext: dict, names: dict[str, int | None], prefix: str) -> list[tuple[str, str]]:
+    """Problems with the text fields `names` (each with its limit) of an extension object."""
     problems = []
     for name, limit in names.items():
         if name in ext:
@@ -301,25 +332,29 @@ def check_service_extension(ext: Any) -> list[tuple[str, str]]:
             problems.append((f"{EXTENSION}.{name}", "must be true or false"))
     if ext.get("free_of_charge") is not None and not isinstance(ext["free_of_charge"], bool):
         problems.append((f"{EXTENSION}.free_of_charge", "must be true, false or null"))
-    for name, limit in (("service_code", 32), ("service_display", 200)):
+    for name in ("service_code", "service_display"):
         if name in ext:
-            problem = _text_problem(ext[name], limit, required=True)
+            problem = _text_problem(ext[name], max_length(Service, name), required=True)
             if problem:
                 problems.append((f"{EXTENSION}.{name}", problem))
+    # Procedure codes are SNOMED CT codes as the service's own is, with their displays.
+    code, display = max_length(Service, "service_code"), max_length(Service, "service_display")
     codes = ext.get("procedure_codes")
     if codes is not None and not (
         isinstance(codes, list)
+        and len(codes) <= MAX_PROCEDURE_CODES
         and all(
             isinstance(c, dict)
-            and _text_problem(c.get("code"), 32, required=True) is None
-            and _text_problem(c.get("display"), 200) is None
+            and _text_problem(c.get("code"), code, required=True) is None
+            and _text_problem(c.get("display"), display) is None
             for c in codes
         )
     ):
         problems.append(
             (
                 f"{EXTENSION}.procedure_codes",
-                "must be a list of {code (at most 32 characters), display (at most 200)}",
+                f"must be a list of at most {MAX_PROCEDURE_CODES} {{code (at most {code} "
+                f"characters), display (at most {display})}}",
             )
         )
     contact = ext.get("referral_contact")
@@ -327,7 +362,12 @@ def check_service_extension(ext: Any) -> list[tuple[str, str]]:
         problems.append((f"{EXTENSION}.referral_contact", "must be an object"))
     elif contact is not None:
         problems += _extension_text(
-            contact, {"name": 200, "phone": 32, "email": 254}, f"{EXTENSION}.referral_contact"
+            contact,
+            {
+                name: max_length(Service, f"referral_contact_{name}")
+                for name in ("name", "phone", "email")
+            },
+            f"{EXTENSION}.referral_contact",
         )
     capacity = ext.get("capacity")
     if capacity is not None:
@@ -340,7 +380,9 @@ def check_service_extension(ext: Any) -> list[tuple[str, str]]:
                 problems.append(
                     (f"{EXTENSION}.capacity.status", f"{status!r} is not one of: {allowed}")
                 )
-            problems += _extension_text(capacity, {"note": 2000}, f"{EXTENSION}.capacity")
+            problems += _extension_text(
+                capacity, {"note": max_length(Service, "capacity_note")}, f"{EXTENSION}.capacity"
+            )
             stamp = capacity.get("updated_at")
             if stamp is not None:
                 try:
@@ -362,7 +404,7 @@ def check_organization_extension(ext: Any) -> list[tuple[str, str]]:
         problems.append((f"{EXTENSION}.hipaa_covered", "must be true or false"))
     if ext.get("timezone") is not None and ext["timezone"] not in _time_zones():
         problems.append((f"{EXTENSION}.timezone", f"{ext['timezone']!r} is not a time zone"))
-    problems += _extension_text(ext, {"phone": 32}, EXTENSION)
+    problems += _extension_text(ext, {"phone": max_length(Organization, "phone")}, EXTENSION)
     return problems
 
 
@@ -404,7 +446,7 @@ class JsonReader:
         if text is None:
             return
         try:
-            document = json.loads(text)
+            document = load_json(text)
         except json.JSONDecodeError as err:
             self.data.error(f"{name}:line {err.lineno}", "JSON", f"malformed: {err.msg}")
             return
@@ -419,7 +461,10 @@ class JsonReader:
             return
         table = OBJECT_FILES.get(PurePosixPath(name).stem.lower(), "service")
         for number, item in enumerate(items, start=1):
-            self.flatten(table, item, f"{name}:record {number}", name, {})
+            try:
+                self.flatten(table, item, f"{name}:record {number}", name, {})
+            except RecursionError:  # what is kept verbatim is compared and sized whole
+                self.data.error(f"{name}:record {number}", "JSON", "nested too deeply")
 
     def flatten(
         self, table_name: str, obj: Any, where: str, file: str, links: dict[str, Any]
@@ -495,10 +540,31 @@ class JsonReader:
             if program is not None and program.values.get("organization_id") is None:
                 program.values["organization_id"] = values["organization_id"]
         self._required(table, values, obj, where, nested=True)
+        self.check_kept(where, extra)
         if record_id is None:
             return None
         self.data.add(Record(table_name, record_id, values, where, file, extension, lists, extra))
         return record_id
+
+    def check_kept(self, where: str, extra: dict[str, Any] | None) -> None:
+        """The fields kept without a column of ours, as JSON, fit KEPT_FIELDS_LIMIT."""
+        if not extra:
+            return
+        try:
+            sizes = {
+                name: len(json.dumps(value, ensure_ascii=False)) for name, value in extra.items()
+            }
+        except RecursionError:
+            self.data.error(where, next(iter(extra)), "is nested too deeply")
+            return
+        if sum(sizes.values()) > KEPT_FIELDS_LIMIT:
+            largest = max(sizes, key=lambda name: sizes[name])
+            self.data.error(
+                where,
+                largest,
+                f"at most {KEPT_FIELDS_LIMIT} characters as JSON, with the other fields kept "
+                f"without a column of ours ({sum(sizes.values())} given)",
+            )
 
     def _id(self, obj: dict, where: str) -> uuid.UUID | None:
         raw = obj.get("id")
@@ -553,22 +619,29 @@ TABLE_BY_FILE = {
 class TabularReader(JsonReader):
     """Reads a tabular data package: datapackage.json names one CSV file per table."""
 
-    def read_package(self, label: str, files: dict[str, bytes]) -> None:
-        """`files` maps paths inside the package to their bytes."""
+    def __init__(self, dataset: Dataset, budget: Budget) -> None:
+        super().__init__(dataset)
+        self.budget = budget
+
+    def read_package(self, label: str, files: list[InputFile]) -> None:
+        """`files` are the package's files, by their paths inside it."""
         self.data.files.append(label)
+        by_path = {f.name: f for f in files}
         manifest_path = next(
-            (p for p in sorted(files, key=len) if PurePosixPath(p).name == "datapackage.json"),
+            (p for p in sorted(by_path, key=len) if PurePosixPath(p).name == "datapackage.json"),
             None,
         )
         if manifest_path is None:
             self.data.error(label, "datapackage.json", "is missing")
             return
         base = PurePosixPath(manifest_path).parent
-        text = decode(self.data, f"{label}/datapackage.json", files[manifest_path])
+        text = decode(
+            self.data, f"{label}/datapackage.json", by_path[manifest_path].read(self.budget)
+        )
         if text is None:
             return
         try:
-            manifest = json.loads(text)
+            manifest = load_json(text)
         except json.JSONDecodeError as err:
             self.data.error(f"{label}/datapackage.json:line {err.lineno}", "JSON", err.msg)
             return
@@ -576,23 +649,36 @@ class TabularReader(JsonReader):
         if not isinstance(resources, list):
             self.data.error(f"{label}/datapackage.json", "resources", "must be a list")
             return
+        # Cells our export protected from spreadsheets carry a prefix to take off again.
+        protected = isinstance(manifest, dict) and csv_cells.declared(manifest)
         tables: list[tuple[str, str]] = []
         types: dict[str, dict[str, str]] = {}
         for index, resource in enumerate(resources):
             path = resource.get("path") if isinstance(resource, dict) else None
+            where = f"{label}/datapackage.json"
             if not isinstance(path, str):
-                self.data.error(f"{label}/datapackage.json", f"resources[{index}]", "has no path")
+                self.data.error(where, f"resources[{index}]", "has no path")
+                continue
+            if "://" in path or path.startswith("/") or ".." in PurePosixPath(path).parts:
+                self.data.error(
+                    where, f"resources[{index}].path", f"{path!r} leads outside the package"
+                )
                 continue
             name = str(resource.get("name") or PurePosixPath(path).stem)
             table = TABLE_BY_FILE.get(name) or TABLE_BY_FILE.get(PurePosixPath(path).stem)
             full = str(base / path) if str(base) != "." else path
             if table is None:
-                if full in files:
+                if full in by_path:
                     self.data.not_stored[f"table {name}"] += 1
                 continue
-            if full not in files:
+            if full not in by_path:
                 self.data.error(
                     f"{label}/{path}", "file", "is listed in datapackage.json but missing"
+                )
+                continue
+            if full.lower().endswith(ARCHIVE_SUFFIXES):
+                self.data.error(
+                    f"{label}/{path}", "file", "is an archive; archives inside are not read"
                 )
                 continue
             tables.append((table, full))
@@ -601,7 +687,9 @@ class TabularReader(JsonReader):
         for table, path in sorted(tables, key=lambda t: order[t[0]]):
             self.data.tabular_tables.add(table)
             name = f"{label}/{PurePosixPath(path).name}"
-            self.read_csv(table, name, files[path], label, types.get(table, {}))
+            self.read_csv(
+                table, name, by_path[path], label, types.get(table, {}), protected=protected
+            )
         # A table given in full replaces, for each parent in the package, the rows we hold.
         for table, records in self.data.records.items():
             given = {
@@ -612,35 +700,65 @@ class TabularReader(JsonReader):
                     record.lists |= given
 
     def read_csv(
-        self, table_name: str, name: str, content: bytes, package: str, types: dict[str, str]
+        self,
+        table_name: str,
+        name: str,
+        file: InputFile,
+        package: str,
+        types: dict[str, str],
+        *,
+        protected: bool = False,
     ) -> None:
-        """Read one table's CSV; `types` are its columns' Table Schema types, where declared."""
+        """Read one table's CSV row by row; `types` are its columns' Table Schema types, where
+        declared. `protected`: the package says its text cells carry csv_cells' prefix."""
         table = TABLES[table_name]
-        text = decode(self.data, name, content)
-        if text is None:
-            return
-        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-        try:
-            header = reader.fieldnames or []
-        except csv.Error as err:
-            self.data.error(f"{name}:row 1", "CSV", f"malformed: {err}")
-            return
+        # csv's own cap on a field (128 KiB by default, for the whole process) would stop a long
+        # field with no word of which column it is in; our lines and text limits bound them.
+        csv.field_size_limit(max(csv.field_size_limit(), MAX_CSV_LINE))
+        with file.open(self.budget) as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+            reader = csv.reader(_bounded_lines(text, name), strict=True)
+            try:
+                self._read_rows(table, reader, name, package, types, protected)
+            except UnicodeDecodeError:
+                self.data.problems.append(first_bad_byte(file, name, self.budget.limits))
+            except csv.Error as err:
+                self.data.error(f"{name}:row {reader.line_num}", "CSV", f"malformed: {err}")
+
+    def _read_rows(
+        self,
+        table: Table,
+        reader: Any,
+        name: str,
+        package: str,
+        types: dict[str, str],
+        protected: bool,
+    ) -> None:
+        clean = csv_cells.unprotect if protected else (lambda cell: cell)
+        header = [clean(cell) for cell in next(reader, [])]
         if "id" not in header:
             self.data.error(f"{name}:row 1", "id", "the header has no id column")
             return
-        ours = ("id", EXTENSION) if table_name in EXTENSION_CHECKS else ("id",)
+        ours = ("id", EXTENSION) if table.name in EXTENSION_CHECKS else ("id",)
         extra = [h for h in header if table.get(h) is None and h not in ours]
-        if table_name in KEEPS_EXTRA:
+        if table.name in KEEPS_EXTRA:
             kept = {column: types.get(column, "string") for column in extra}
         else:
             kept = {}
             for column in extra:
-                self.data.not_stored[f"{table_name}.{column}"] += 1
-        try:
-            for row in reader:
-                self.read_row(table, row, f"{name}:row {reader.line_num}", package, kept)
-        except csv.Error as err:
-            self.data.error(f"{name}:row {reader.line_num}", "CSV", f"malformed: {err}")
+                self.data.not_stored[f"{table.name}.{column}"] += 1
+        for cells in reader:
+            if not cells:
+                continue  # a blank line, as csv.DictReader skips it
+            row: dict[Any, Any] = dict.fromkeys(header)
+            row.update(zip(header, (clean(c) for c in cells), strict=False))
+            if len(cells) > len(header):
+                row[None] = cells[len(header) :]
+            where = f"{name}:row {reader.line_num}"
+            try:
+                self.read_row(table, row, where, package, kept)
+            except RecursionError:  # a JSON cell is compared and sized whole
+                self.data.error(where, "JSON", "nested too deeply")
 
     def read_row(
         self, table: Table, row: dict, where: str, package: str, kept: dict[str, str]
@@ -661,7 +779,7 @@ class TabularReader(JsonReader):
         extension = None
         if row.get(EXTENSION) and table.name in EXTENSION_CHECKS:
             try:
-                extension = json.loads(row[EXTENSION])
+                extension = load_json(row[EXTENSION])
             except json.JSONDecodeError as err:
                 self.data.error(where, EXTENSION, f"is not JSON: {err.msg}")
             else:
@@ -679,6 +797,7 @@ class TabularReader(JsonReader):
                     extra[column] = cell_value(row[column], kind)
                 except BadValue as err:
                     self.data.error(where, column, str(err))
+            self.check_kept(where, extra)
         if record_id is not None:
             self.data.add(
                 Record(table.name, record_id, values, where, package, extension, extra=extra)
@@ -708,7 +827,7 @@ def cell_value(text: str, kind: str) -> Any:
     if kind not in JSON_CELL_TYPES:
         return text
     try:
-        return json.loads(text)
+        return load_json(text)
     except json.JSONDecodeError:
         if kind in ("array", "object"):
             raise BadValue(f"is declared {kind} in datapackage.json but is not JSON") from None
@@ -716,6 +835,18 @@ def cell_value(text: str, kind: str) -> Any:
 
 
 # ----- files -------------------------------------------------------------------------------
+
+# The longest physical line of a CSV file read: far above the longest row the text limits
+# allow, and what one step of reading may hold (a file of zeros has no line ends).
+MAX_CSV_LINE = 4 * 1024 * 1024
+
+
+def _bounded_lines(text: IO[str], name: str) -> Iterator[str]:
+    """The lines of a CSV file, their ends kept (csv reads quoted line breaks from them)."""
+    while line := text.readline(MAX_CSV_LINE + 1):
+        if len(line) > MAX_CSV_LINE:
+            raise Refused(name, "CSV", f"has a line longer than {MAX_CSV_LINE} characters")
+        yield line
 
 
 def decode(dataset: Dataset, name: str, content: bytes) -> str | None:
@@ -731,35 +862,60 @@ def decode(dataset: Dataset, name: str, content: bytes) -> str | None:
         return None
 
 
-def read_path(path: Path) -> Dataset:
-    """Read a JSON file, a folder of JSON files, or a tabular package (folder or .zip)."""
+def first_bad_byte(file: InputFile, name: str, limits: ImportLimits) -> Problem:
+    """The problem naming the first byte of a file that is not UTF-8, found by reading it
+    again in bounded steps."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = lines = 0
+    with file.open(Budget(limits)) as stream:
+        while chunk := stream.read(READ_CHUNK):
+            held = len(decoder.getstate()[0])  # bytes of a character begun in the last chunk
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                at = offset - held + err.start
+                before = err.object[: err.start].count(b"\n")
+                bad = err.object[err.start : err.start + 1].hex()
+                return Problem(
+                    f"{name}:line {lines + before + 1}",
+                    "encoding",
+                    f"not UTF-8 (byte 0x{bad} at offset {at})",
+                )
+            lines += chunk.count(b"\n")
+            offset += len(chunk)
+    return Problem(name, "encoding", "not UTF-8")
+
+
+def read_path(path: Path, limits: ImportLimits) -> Dataset:
+    """Read a JSON file, a folder of JSON files, or a tabular package (folder or .zip), within
+    `limits`: an input past them is refused before, or as soon as, it is read past them."""
     dataset = Dataset()
-    reader = TabularReader(dataset)
+    reader = TabularReader(dataset, Budget(limits))
+    try:
+        _read(path, reader, limits)
+    except Refused as refused:
+        dataset.error(refused.where, refused.field, refused.message)
+    return dataset
+
+
+def _read(path: Path, reader: TabularReader, limits: ImportLimits) -> None:
+    dataset = reader.data
     if not path.exists():
         dataset.error(str(path), "path", "does not exist")
     elif path.is_file() and path.suffix.lower() == ".zip":
         try:
-            with zipfile.ZipFile(path) as archive:
-                files = {
-                    info.filename: archive.read(info)
-                    for info in archive.infolist()
-                    if not info.is_dir()
-                }
-        except (zipfile.BadZipFile, OSError) as err:
+            with zip_files(path, limits) as files:
+                reader.read_package(path.name, files)
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
             dataset.error(path.name, "zip", f"cannot be read: {err}")
-        else:
-            reader.read_package(path.name, files)
     elif path.is_dir() and (path / "datapackage.json").exists():
-        files = {
-            p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file()
-        }
-        reader.read_package(path.name, files)
+        reader.read_package(path.name, folder_files(path, limits))
     elif path.is_dir():
-        found = sorted(p for p in path.rglob("*.json") if p.is_file())
+        found = folder_files(path, limits, ".json")
         if not found:
             dataset.error(str(path), "path", "holds no .json files and no datapackage.json")
         for file in found:
-            reader.read_file(file.relative_to(path).as_posix(), file.read_bytes())
+            reader.read_file(file.name, file.read(reader.budget))
     else:
-        reader.read_file(path.name, path.read_bytes())
-    return dataset
+        file = one_file(path, limits)
+        reader.read_file(file.name, file.read(reader.budget))
