@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,6 +28,22 @@ def _secret_key(instance: Path) -> str:
     if not path.exists():
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _kept_secret(path: Path) -> str:
+    """A secret generated once into `path` (outside production) and read from there after:
+    every process of a laptop gets the same one, even several starting at once."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, draft = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+        try:
+            os.write(fd, secrets.token_hex(32).encode())
+            os.close(fd)
+            with contextlib.suppress(FileExistsError):  # another process was first: theirs
+                os.link(draft, path)
+        finally:
+            os.unlink(draft)
     return path.read_text().strip()
 
 
@@ -74,6 +92,12 @@ class Settings:
     trusted_proxies: int = 0  # reverse proxies in front of the app (X-Forwarded-For/-Proto)
     argon2_memory_kib: int = 65536
     argon2_time_cost: int = 3
+    # The audit trail's key (HMAC) for its chain and checkpoints, kept outside the database;
+    # empty: one kept in instance/ (not in production). A checkpoint of the trail's head is
+    # logged (and appended to the file, when set) this often by a worker; 0: never.
+    audit_key: str = ""
+    audit_checkpoint_minutes: float = 15.0
+    audit_checkpoint_file: str = ""
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -115,7 +139,18 @@ class Settings:
                 )
             settings.secret_key = _secret_key(INSTANCE)
         settings.check_sms()
+        if not settings.audit_key and settings.env != "production":
+            settings.audit_key = _kept_secret(INSTANCE / "audit_key")
+        settings.check_audit()
         return settings
+
+    def check_audit(self) -> None:
+        """Refuse to start without a usable audit key (in production) or checkpoint settings."""
+        from referrals.audit import config_problems
+
+        problems = config_problems(self)
+        if problems:
+            raise RuntimeError(" ".join(problems))
 
     def check_sms(self) -> None:
         """Refuse to start with an SMS set-up that cannot work, naming what is missing."""
