@@ -171,7 +171,7 @@ def message(values: Mapping[str, Any]) -> bytes:
 
 
 def keyed_hash(values: Mapping[str, Any], chain_key: bytes) -> str:
-    return hmac.new(chain_key, message(values), hashlib.sha256).hexdigest()
+    return hmac.digest(chain_key, message(values), "sha256").hex()
 
 
 def _sha256_hash(values: Mapping[str, Any]) -> str:
