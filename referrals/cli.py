@@ -1,5 +1,5 @@
 """Flask commands: check-config, db-upgrade, seed-demo, create-user, worker, serve,
-audit-verify."""
+audit-verify, audit-checkpoint."""
 
 from __future__ import annotations
 
@@ -184,14 +184,75 @@ def register_commands(app: Flask) -> None:
         sys.exit(0 if code in (0, -2, -15) else code)
 
     @app.cli.command("audit-verify")
-    def audit_verify() -> None:
-        """Check the audit trail's hash chain; exit 1 if an entry was altered or removed."""
-        from referrals.audit import verify_chain
+    @click.option(
+        "--checkpoint",
+        "checkpoint_files",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False),
+        help="A file of checkpoints (AUDIT_CHECKPOINT_FILE, or the checkpoint log lines); "
+        "may be given more than once.",
+    )
+    def audit_verify(checkpoint_files: tuple[str, ...]) -> None:
+        """Check the audit trail's keyed hash chain, and that it still holds what each
+        checkpoint vouches for; exit 1 naming the first problem."""
+        from referrals import audit
         from referrals.db import db
 
-        broken = verify_chain(db.session())
-        if broken is None:
-            click.echo("The audit trail is intact.")
-        else:
-            click.echo(f"The audit trail is broken at entry {broken}.", err=True)
+        key = current_app.config["SETTINGS"].audit_key
+        checkpoints: list[audit.Checkpoint] = []
+        for path in checkpoint_files:
+            with open(path, encoding="utf-8") as lines:
+                found, problem = audit.read_checkpoints(lines, key)
+            if problem is not None:
+                click.echo(f"The checkpoints in {path} cannot be trusted: {problem}.", err=True)
+                sys.exit(1)
+            checkpoints += found
+        report = audit.check_trail(db.session(), key, checkpoints=checkpoints)
+        if report.problem is not None:
+            problem = report.problem
+            click.echo(
+                f"The audit trail is broken at entry {problem.entry_id}: it {problem.reason}.",
+                err=True,
+            )
             sys.exit(1)
+        if report.entries:
+            click.echo(
+                f"The audit trail is intact: {report.entries} entries, the last is entry "
+                f"{report.last_id}, keyed with AUDIT_KEY id {audit.keys(key).key_id}."
+            )
+        else:
+            click.echo("The audit trail is intact: it is empty.")
+        if report.seal_id is not None:
+            click.echo(
+                f"The {report.sha256_entries} entries before entry {report.seal_id} were "
+                "hashed before the keyed chain and are sealed by it; an edit of their "
+                "organisation name, or new ids in the same order, would not show."
+            )
+        if checkpoints:
+            newest = max(checkpoints, key=lambda c: (c.last_id, c.at))
+            click.echo(
+                f"{len(checkpoints)} checkpoint(s) hold; the newest vouches for "
+                f"{newest.entries} entries up to entry {newest.last_id} ({newest.at})."
+            )
+        else:
+            click.echo(
+                "No checkpoint given: entries removed from the end of the trail would not "
+                "show (use --checkpoint FILE)."
+            )
+
+    @app.cli.command("audit-checkpoint")
+    def audit_checkpoint() -> None:
+        """Write a signed checkpoint of the audit trail's head now: printed, logged, and
+        appended to AUDIT_CHECKPOINT_FILE when set."""
+        from referrals import audit
+        from referrals.db import db
+
+        session = db.session()
+        checkpoint = audit.write_checkpoint(session)
+        session.commit()
+        click.echo(checkpoint.line())
+        path = current_app.config["SETTINGS"].audit_checkpoint_file
+        if path:
+            click.echo(f"Appended to {path}.", err=True)
+        else:
+            click.echo("Logged only: AUDIT_CHECKPOINT_FILE is not set.", err=True)

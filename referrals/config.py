@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -42,13 +44,19 @@ class ConfigError(RuntimeError):
         )
 
 
-def _secret_key(instance: Path) -> str:
-    """A key generated once and kept in instance/, for a laptop (production sets SECRET_KEY)."""
-    instance.mkdir(parents=True, exist_ok=True)
-    path = instance / "secret_key"
+def _kept_secret(path: Path) -> str:
+    """A secret generated once into `path` (outside production) and read from there after:
+    every process of a laptop gets the same one, even several starting at once."""
     if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, draft = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+        try:
+            os.write(fd, secrets.token_hex(32).encode())
+            os.close(fd)
+            with contextlib.suppress(FileExistsError):  # another process was first: theirs
+                os.link(draft, path)
+        finally:
+            os.unlink(draft)
     return path.read_text().strip()
 
 
@@ -107,6 +115,12 @@ class Settings:
     trusted_proxies: int = 0  # reverse proxies in front of the app (X-Forwarded-For/-Proto)
     argon2_memory_kib: int = 65536
     argon2_time_cost: int = 3
+    # The audit trail's key (HMAC) for its chain and checkpoints, kept outside the database;
+    # empty: one kept in instance/ (not in production). A checkpoint of the trail's head is
+    # logged (and appended to the file, when set) this often by a worker; 0: never.
+    audit_key: str = ""
+    audit_checkpoint_minutes: float = 15.0
+    audit_checkpoint_file: str = ""
     extra: dict = field(default_factory=dict)
     unreadable: list = field(default_factory=list)  # variables whose text is not their type
 
@@ -147,7 +161,9 @@ class Settings:
         values["extra"] = {k: v for k, v in overrides.items() if k not in known}
         settings = cls(**values, unreadable=unreadable)
         if not settings.secret_key and settings.env != "production":
-            settings.secret_key = _secret_key(INSTANCE)
+            settings.secret_key = _kept_secret(INSTANCE / "secret_key")
+        if not settings.audit_key and settings.env != "production":
+            settings.audit_key = _kept_secret(INSTANCE / "audit_key")
         return settings
 
     def problems(self) -> tuple[list[str], list[str]]:
@@ -155,6 +171,9 @@ class Settings:
         missing or unsafe (errors) and what is probably not what was meant (warnings)."""
         errors = [f"{name}: not a valid value." for name in self.unreadable]
         errors += self._sms_problems()
+        from referrals.audit import config_problems  # the audit trail's own rules
+
+        errors += config_problems(self)
         if self.log_format not in {"", "json", "text"}:
             errors.append(f"LOG_FORMAT={self.log_format!r}: use json or text.")
         if self.worker_lease_seconds < 3:

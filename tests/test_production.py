@@ -27,6 +27,7 @@ GUNICORN = Path(sys.executable).with_name("gunicorn")
 PRODUCTION = {
     "REFERRALS_ENV": "production",
     "SECRET_KEY": "s" * 48,
+    "AUDIT_KEY": "a" * 48,
     "PUBLIC_BASE_URL": "https://referrals.example.org",
     "TRUSTED_PROXIES": "1",
 }
@@ -34,7 +35,14 @@ PRODUCTION = {
 
 def _env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "SMS_"))}
-    for name in ("SECRET_KEY", "PUBLIC_BASE_URL", "SESSION_COOKIE_SECURE", "LOG_FORMAT", "PORT"):
+    for name in (
+        "SECRET_KEY",
+        "AUDIT_KEY",
+        "PUBLIC_BASE_URL",
+        "SESSION_COOKIE_SECURE",
+        "LOG_FORMAT",
+        "PORT",
+    ):
         env.pop(name, None)
     env.update(values)
     return env

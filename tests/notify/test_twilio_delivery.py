@@ -228,8 +228,9 @@ def test_twilio_in_production_needs_a_public_https_address(monkeypatch):
         "TWILIO_FROM_NUMBER": "+15105550100",
     }.items():
         monkeypatch.setenv(name, value)
+    keys = {"secret_key": "x" * 32, "audit_key": "y" * 32}
     with pytest.raises(RuntimeError, match="PUBLIC_BASE_URL"):
-        Settings.from_env({"secret_key": "x" * 32})
+        Settings.from_env(keys)
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://referrals.example.org")
-    settings = Settings.from_env({"secret_key": "x" * 32})
+    settings = Settings.from_env(keys)
     assert settings.public_base_url == "https://referrals.example.org"

@@ -95,6 +95,8 @@ class Operator:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "REFERRALS_ENV": "production",
             "SECRET_KEY": secrets.token_hex(32),
+            "AUDIT_KEY": secrets.token_hex(32),
+            "AUDIT_CHECKPOINT_FILE": str(logs / "audit-checkpoints.jsonl"),
             "DATABASE_URL": database_url,
             "TRUSTED_PROXIES": "1",
             "PUBLIC_BASE_URL": PUBLIC,
@@ -380,6 +382,17 @@ def main() -> int:
             )
             entries = check_logs(operator)
             print(f"  {entries} log lines, each one JSON object, none with the family's number")
+            operator.run("flask", "--app", "app", "audit-checkpoint")
+            print(
+                operator.run(
+                    "flask",
+                    "--app",
+                    "app",
+                    "audit-verify",
+                    "--checkpoint",
+                    operator.env["AUDIT_CHECKPOINT_FILE"],
+                )  # fmt: skip
+            )
     except Failed as problem:
         print(f"\nPRODUCTION SMOKE FAILED: {problem}", file=sys.stderr)
         if operator is not None:
