@@ -391,7 +391,7 @@ def main() -> int:
                     "audit-verify",
                     "--checkpoint",
                     operator.env["AUDIT_CHECKPOINT_FILE"],
-                )  # fmt: skip
+                )
             )
     except Failed as problem:
         print(f"\nPRODUCTION SMOKE FAILED: {problem}", file=sys.stderr)
