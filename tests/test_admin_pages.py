@@ -80,6 +80,13 @@ def test_network_admins_edit_the_taxonomy_to_sdoh_mapping(world, client):
     assert again.status_code == 422 and "Already mapped to Food insecurity." in text(again)
     bad = client.post("/admin/taxonomy-map", {"taxonomy": "", "sdoh_category": "weather"})
     assert "Pick an SDOH domain." in text(bad) and "Give the term&#39;s code" in text(bad)
+    long = client.post(
+        "/admin/taxonomy-map",
+        {"taxonomy": "T" * 101, "term_code": "C" * 150, "sdoh_category": "food-insecurity"},
+    )
+    assert long.status_code == 422
+    assert "At most 100 characters (101 given)." in text(long)
+    assert "At most 100 characters (150 given)." in text(long)
     row_id = re.search(r"/admin/taxonomy-map/([0-9a-f-]{36})/delete", html).group(1)
     client.post(f"/admin/taxonomy-map/{row_id}/delete")
     assert "BD-1800.2000" not in text(client.get("/admin/taxonomy-map"))

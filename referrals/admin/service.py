@@ -14,7 +14,7 @@ from referrals.auth.actor import Actor
 from referrals.auth.models import User
 from referrals.auth.roles import Permission
 from referrals.db import transaction, utcnow
-from referrals.directory.models import TaxonomySdohMap
+from referrals.directory.models import TaxonomySdohMap, max_length
 from referrals.errors import Forbidden, InvalidInput, NotFound
 from referrals.jobs import DEAD, QUEUED, RUNNING, Job, Worker
 from referrals.notify.models import Message
@@ -158,11 +158,19 @@ def taxonomy_map(actor: Actor) -> list[TaxonomySdohMap]:
 def add_taxonomy_mapping(actor: Actor, form: dict) -> TaxonomySdohMap:
     """Map one more taxonomy term (by code, or by name when it has none) to an SDOH domain."""
     _require_network(actor)
-    taxonomy = (form.get("taxonomy") or "").strip()[:100]
-    code = (form.get("term_code") or "").strip()[:100] or None
-    name = (form.get("term_name") or "").strip()[:300] or None
+    taxonomy = (form.get("taxonomy") or "").strip()
+    code = (form.get("term_code") or "").strip() or None
+    name = (form.get("term_name") or "").strip() or None
     category = form.get("sdoh_category") or ""
     problems: dict[str, list[str]] = {}
+    for field, column, value in (
+        ("taxonomy", "taxonomy", taxonomy),
+        ("term_code", "term_code", code),
+        ("term_name", "term_name", name),
+    ):
+        limit = max_length(TaxonomySdohMap, column)
+        if value and limit and len(value) > limit:
+            problems[field] = [f"At most {limit} characters ({len(value)} given)."]
     if not taxonomy:
         problems["taxonomy"] = ["Which taxonomy the term comes from, e.g. AIRS/211 LA."]
     if not code and not name:
