@@ -24,7 +24,7 @@ from flask import (
 )
 from flask_login import LoginManager, current_user, logout_user
 from flask_wtf.csrf import CSRFError
-from jinja2_fragments.flask import render_block
+from jinja2_fragments import render_block
 
 from referrals.auth.actor import Actor
 from referrals.auth.models import Membership, User
@@ -110,8 +110,17 @@ def current_actor() -> Actor:
     return g.actor
 
 
-def render(template: str, block: str | None = None, status: int = 200, **context: Any) -> Response:
-    """The whole page, or only `block` of it when HTMX asked for a fragment."""
+def render(
+    template: str, block: str | None = None, status: int = 200, /, **context: Any
+) -> Response:
+    """The whole page, or only `block` of it when HTMX asked for a fragment, answered with the
+    HTTP `status`.
+
+    `template`, `block` and `status` are positional-only, and the context travels on to the
+    renderers as one mapping, so a template variable may have any name (the inbox's filter is
+    called `status`) without being taken for an argument, here or below."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app.update_template_context(context)
     wants_fragment = (
         block is not None
         and request.htmx
@@ -119,9 +128,9 @@ def render(template: str, block: str | None = None, status: int = 200, **context
         and not request.htmx.history_restore_request
     )
     if wants_fragment:
-        body = render_block(template, block, **context)
+        body = render_block(app.jinja_env, template, block, context)
     else:
-        body = render_template(template, **context)
+        body = app.jinja_env.get_or_select_template(template).render(context)
     return make_response(body, status)
 
 

@@ -59,7 +59,8 @@ def login() -> Response:
     if result.user is None:
         return render(
             "auth/login.html",
-            status=401,
+            None,
+            401,
             error=result.error,
             email=email,
             next=request.form.get("next", ""),

@@ -88,7 +88,7 @@ def _answer_form(screening, *, errors: dict | None = None, error: str | None = N
     return render(
         "patients/screening_form.html",
         None,
-        status=status,
+        status,
         s=screening,
         patient=screening.patient,
         instrument=instrument,
@@ -125,7 +125,8 @@ def _needs_page(screening, *, form=None, errors=None, error=None, status=200):
             sent.setdefault(str(referral.need_id), []).append(referral)
     return render(
         "patients/screening_needs.html",
-        status=status,
+        None,
+        status,
         s=screening,
         patient=patient,
         instrument=INSTRUMENTS[screening.instrument],
