@@ -38,22 +38,21 @@ def login() -> Response:
         return render("auth/login.html", next=local_redirect_target(request.args.get("next")))
     settings = current_app.config["SETTINGS"]
     email = request.form.get("email", "")[:254]
-    result = service.authenticate(
-        email,
-        request.form.get("password", "")[:1024],
-        ip=client_ip(),
-        max_failures=settings.login_max_failures,
-        lockout_seconds=settings.login_lockout_seconds,
-    )
+    attempt = service.SignInAttempt(email, request.form.get("password", "")[:1024], client_ip())
+    result = service.authenticate(attempt, service.SignInLimits.from_settings(settings))
     if result.user is None:
-        return render(
+        # The same page for every address: only the typed address and the CSRF token differ.
+        response = render(
             "auth/login.html",
             None,
-            401,
+            429 if result.retry_after else 401,
             error=result.error,
             email=email,
             next=local_redirect_target(request.form.get("next")),
         )
+        if result.retry_after:
+            response.headers["Retry-After"] = str(result.retry_after)
+        return response
     session.clear()  # no fixation: a fresh session for the signed-in person
     login_user(result.user)
     if result.user.memberships:
