@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from referrals.auth.limits import Counter, Limit, attempt, forgotten_after, give_back
 from referrals.auth.models import ThrottleCounter
+from referrals.config import Settings
 from referrals.db import transaction
 
 PRUNE_BATCH = 500  # forgotten counters deleted at once, when a new one is made
@@ -115,3 +116,20 @@ def _prune(now: datetime) -> None:
             .with_for_update(skip_locked=True)
         )
         session.execute(delete(ThrottleCounter).where(ThrottleCounter.key.in_(forgotten)))
+
+
+def token_request_wait(
+    client_id: str | None, ip: str | None, settings: Settings, now: datetime
+) -> int:
+    """Count a request for an access token under the client it names and its network address:
+    0 to go on, else the seconds to wait."""
+    limits = {}
+    if client_id:
+        key = throttle_key("token-client", client_id, settings.secret_key)
+        limits[key] = Limit(
+            settings.oauth_token_max_per_client, settings.oauth_token_window_seconds
+        )
+    if ip:
+        key = throttle_key("token-network", ip, settings.secret_key)
+        limits[key] = Limit(settings.oauth_token_max_per_ip, settings.oauth_token_window_seconds)
+    return take(limits, now)
