@@ -69,8 +69,18 @@ class Settings:
     secret_key: str = ""
     session_idle_minutes: int = 30
     session_cookie_secure: bool = True
+    # Failed sign-ins for one email address (whether an account has it or not) before it is
+    # refused for login_lockout_seconds, doubling with each further failure (at most a day).
     login_max_failures: int = 5
     login_lockout_seconds: int = 60
+    # Failed sign-ins from one network address (IP) per window before it is refused until the
+    # window ends: looser, since a clinic's staff may share one address.
+    login_ip_max_failures: int = 50
+    login_ip_window_seconds: int = 900
+    # Requests to POST /oauth/token per window, per API client and per network address.
+    oauth_token_max_per_client: int = 20
+    oauth_token_max_per_ip: int = 60
+    oauth_token_window_seconds: int = 60
     overdue_business_days: int = 2
     sms_gateway: str = "console"  # console | twilio
     public_base_url: str = "http://127.0.0.1:5000"  # what Twilio calls back and signs

@@ -7,6 +7,7 @@ import logging
 import uuid
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Flask,
@@ -24,7 +25,7 @@ from flask import (
 )
 from flask_login import LoginManager, current_user, logout_user
 from flask_wtf.csrf import CSRFError
-from jinja2_fragments.flask import render_block
+from jinja2_fragments import render_block
 
 from referrals.auth.actor import Actor
 from referrals.auth.models import Membership, User
@@ -53,6 +54,7 @@ login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Please sign in to continue."
 login_manager.session_protection = "strong"
+MAX_REDIRECT_TARGET = 2000  # characters: longer is no path of ours
 
 
 CSP = (
@@ -77,7 +79,8 @@ def _load_user(session_id: str) -> User | None:
 
 @login_manager.unauthorized_handler
 def _unauthorized() -> Response:
-    target = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+    back = local_redirect_target(request.full_path) if request.method == "GET" else None
+    target = url_for("auth.login", next=back)
     if request.htmx:
         # A swap would put the sign-in page inside a table cell: send the browser there.
         response = make_response("", 401)
@@ -110,8 +113,17 @@ def current_actor() -> Actor:
     return g.actor
 
 
-def render(template: str, block: str | None = None, status: int = 200, **context: Any) -> Response:
-    """The whole page, or only `block` of it when HTMX asked for a fragment."""
+def render(
+    template: str, block: str | None = None, status: int = 200, /, **context: Any
+) -> Response:
+    """The whole page, or only `block` of it when HTMX asked for a fragment, answered with the
+    HTTP `status`.
+
+    `template`, `block` and `status` are positional-only, and the context travels on to the
+    renderers as one mapping, so a template variable may have any name (the inbox's filter is
+    called `status`) without being taken for an argument, here or below."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app.update_template_context(context)
     wants_fragment = (
         block is not None
         and request.htmx
@@ -119,10 +131,27 @@ def render(template: str, block: str | None = None, status: int = 200, **context
         and not request.htmx.history_restore_request
     )
     if wants_fragment:
-        body = render_block(template, block, **context)
+        body = render_block(app.jinja_env, template, block, context)
     else:
-        body = render_template(template, **context)
+        body = app.jinja_env.get_or_select_template(template).render(context)
     return make_response(body, status)
+
+
+def local_redirect_target(target: str | None) -> str | None:
+    """`target` if it is safe to send a browser to: a path on this site made of printable
+    ASCII. None for anything else: another site (`//host`, `/\\host`, a scheme), a control
+    character or a line break (which browsers drop, or which cannot go in a header), spaces,
+    non-ASCII text. Every redirect whose target comes from a request goes through here."""
+    if not target or len(target) > MAX_REDIRECT_TARGET:
+        return None
+    if not all("!" <= char <= "~" for char in target) or "\\" in target:
+        return None
+    if not target.startswith("/") or target.startswith("//"):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
 
 
 def require(permission: Permission) -> Actor:

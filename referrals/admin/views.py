@@ -37,7 +37,7 @@ def audit_trail() -> Response:
     return render(
         "admin/audit.html",
         "table" if request.htmx.target == "audit-table" else None,
-        status=422 if errors else 200,
+        422 if errors else 200,
         events=events,
         broken=broken,
         user=user,
@@ -81,7 +81,8 @@ def taxonomy_map() -> Response:
             return redirect(url_for("admin.taxonomy_map"))
     return render(
         "admin/taxonomy_map.html",
-        status=422 if errors else 200,
+        None,
+        422 if errors else 200,
         rows=service.taxonomy_map(actor),
         errors=errors,
         form=form,

@@ -52,8 +52,6 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(default=True)
-    failed_logins: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None]
     # Part of every session's id: bumping it signs the person out everywhere (sign-out,
     # deactivation, password change), since sessions are signed cookies the server cannot list.
     session_version: Mapped[int] = mapped_column(default=1, server_default="1")
@@ -97,3 +95,18 @@ class Membership(Base):
     @property
     def permissions(self) -> frozenset[Permission]:
         return permissions_for(Role(self.role), self.organization.org_kind)
+
+
+class ThrottleCounter(Base):
+    """Attempts counted for one key (an address signing in, a network, an API client), shared
+    by every process through the database. The key is a keyed hash of what it counts: no email
+    or network address is kept here."""
+
+    __tablename__ = "throttle_counters"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hits: Mapped[int] = mapped_column(default=0)
+    window_start: Mapped[datetime]
+    blocked_until: Mapped[datetime | None]
+    # When the counter no longer matters (its window over, no block): then it is deleted.
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,11 +1,11 @@
-"""Signing in (argon2id hashes, lockout with growing backoff) and managing people."""
+"""Signing in (argon2id hashes; limits per email address and per network that answer the same
+whether an account exists or not) and managing people."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -13,84 +13,149 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from referrals import audit
+from referrals.auth import throttle
 from referrals.auth.actor import Actor
+from referrals.auth.limits import Limit, wait_in_words
 from referrals.auth.models import Membership, Organization, User
 from referrals.auth.roles import ROLES_BY_ORG_KIND, Role
+from referrals.config import Settings
 from referrals.db import transaction, utcnow
 from referrals.errors import InvalidInput
 
 MIN_PASSWORD = 12
+ADDRESS_WINDOW = 86400  # seconds: an address's failed sign-ins are forgotten a day on
+NOT_RIGHT = "Email or password is not right."
+
 hasher = PasswordHasher()  # argon2id with the library's recommended parameters (RFC 9106)
-# Verified when the email is unknown, so both answers take the same time.
+# Verified when there is no account to check against, so that every answer costs the same.
 _dummy_hash = hasher.hash("not-a-real-password-0000")
+
+
+def install_hasher(new: PasswordHasher) -> PasswordHasher:
+    """Use `new` to hash and verify passwords from now on; returns the one it replaces."""
+    global hasher, _dummy_hash
+    previous, hasher = hasher, new
+    _dummy_hash = new.hash("not-a-real-password-0000")
+    return previous
 
 
 def configure_hasher(memory_kib: int, time_cost: int) -> None:
     """Set argon2id's cost (tests lower it; production keeps the defaults)."""
-    global hasher, _dummy_hash
-    hasher = PasswordHasher(memory_cost=memory_kib, time_cost=time_cost)
-    _dummy_hash = hasher.hash("not-a-real-password-0000")
+    install_hasher(PasswordHasher(memory_cost=memory_kib, time_cost=time_cost))
+
+
+def normalise_email(email: str) -> str:
+    """An email address as accounts are looked up by, and sign-ins are counted under."""
+    return email.strip().lower()
+
+
+@dataclass(frozen=True)
+class SignInLimits:
+    """How often sign-ins may fail: for one email address (escalating blocks), and from one
+    network (a looser, fixed window). `secret` keys the counters' names."""
+
+    per_address: Limit
+    per_network: Limit
+    secret: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SignInLimits:
+        return cls(
+            per_address=Limit(
+                settings.login_max_failures,
+                ADDRESS_WINDOW,
+                block=settings.login_lockout_seconds,
+                escalate=True,
+            ),
+            per_network=Limit(settings.login_ip_max_failures, settings.login_ip_window_seconds),
+            secret=settings.secret_key,
+        )
+
+
+@dataclass(frozen=True)
+class SignInAttempt:
+    """What a person typed to sign in, and the network address it came from."""
+
+    email: str
+    password: str
+    ip: str | None
 
 
 @dataclass(frozen=True)
 class SignIn:
+    """The outcome: the person signed in, or a message; `retry_after` (seconds) when the
+    attempt was not even checked because the address or the network is over its limit."""
+
     user: User | None
     error: str | None = None
+    retry_after: int = 0
 
 
-def lockout_for(failures: int, max_failures: int, base_seconds: int) -> timedelta | None:
-    """How long an account is locked after `failures` misses: doubling, at most one day."""
-    if failures < max_failures:
-        return None
-    return timedelta(seconds=min(base_seconds * 2 ** (failures - max_failures), 86400))
+def authenticate(
+    attempt: SignInAttempt, limits: SignInLimits, *, now: datetime | None = None
+) -> SignIn:
+    """Check a sign-in. Nothing in the answer, nor in the work done for it, tells whether an
+    account exists: an unknown address, a wrong password and a disabled account all get the
+    same message after one argon2 verification, and every address, whether an account has it
+    or not, is limited the same way (then refused unchecked, with the same message)."""
+    now = now or utcnow()
+    email = normalise_email(attempt.email)
+    address_key = throttle.throttle_key("login-address", email, limits.secret)
+    checks = {address_key: limits.per_address}
+    if attempt.ip:
+        network_key = throttle.throttle_key("login-network", attempt.ip, limits.secret)
+        checks[network_key] = limits.per_network
+    anonymous = Actor(None, attempt.email.strip()[:200], None, "", None, None, attempt.ip)
+    wait = throttle.take(checks, now)
+    if wait:
+        with transaction() as session:
+            _denied(session, anonymous, "", {"why": "throttled"})
+        return SignIn(
+            None,
+            f"Too many sign-in attempts. Try again in {wait_in_words(wait)}.",
+            retry_after=wait,
+        )
+    with transaction() as session:
+        # Only what the check needs: loading the whole person (their memberships) would be
+        # work done for existing accounts alone.
+        found = session.execute(
+            select(User.id, User.name, User.password_hash, User.active).where(
+                func.lower(User.email) == email
+            )
+        ).first()
+    # Outside any transaction: the verification is the slow part, and holds no lock.
+    verified = _verify(found.password_hash if found else None, attempt.password)
+    if found is None or not verified or not found.active:
+        # A disabled account's right password is not confirmed either: that would tell
+        # whoever holds a leaked password that it is right, and that the account exists.
+        why = "unknown" if found is None else "wrong password" if not verified else "inactive"
+        actor = anonymous
+        if found is not None:
+            actor = Actor(found.id, found.name, None, "", None, None, attempt.ip)
+        with transaction() as session:
+            _denied(session, actor, found.id if found else "", {"why": why})
+        return SignIn(None, NOT_RIGHT)
+    with transaction() as session:
+        user = session.get(User, found.id)
+        if hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = hasher.hash(attempt.password)
+        user.last_login_at = now
+        audit.record(session, actor_for(user, None, attempt.ip), "auth.login", "User", user.id)
+    network = {key: limit for key, limit in checks.items() if key != address_key}
+    throttle.succeeded(forget=[address_key], give_back_to=network)
+    return SignIn(user)
+
+
+def _verify(password_hash: str | None, password: str) -> bool:
+    """One argon2 verification, against the account's hash or, without one, a stand-in."""
+    try:
+        return hasher.verify(password_hash or _dummy_hash, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def _denied(session: Session, actor: Actor, user_id: object, detail: dict) -> None:
     audit.record(session, actor, "auth.login", "User", user_id, outcome="denied", detail=detail)
-
-
-def authenticate(
-    email: str,
-    password: str,
-    *,
-    ip: str | None,
-    max_failures: int,
-    lockout_seconds: int,
-    now: datetime | None = None,
-) -> SignIn:
-    """Check a sign-in. The same message for an unknown email and a wrong password."""
-    now = now or utcnow()
-    wrong = SignIn(None, "Email or password is not right.")
-    with transaction() as session:
-        user = session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
-        anonymous = Actor(None, email.strip()[:200], None, "", None, None, ip)
-        if user is None:
-            with contextlib.suppress(VerificationError):
-                hasher.verify(_dummy_hash, password)
-            _denied(session, anonymous, "", {})
-            return wrong
-        actor = Actor(user.id, user.name, None, "", None, None, ip)
-        if user.locked_until and user.locked_until > now:
-            minutes = max(1, round((user.locked_until - now).total_seconds() / 60))
-            _denied(session, actor, user.id, {"why": "locked"})
-            return SignIn(None, f"Too many failed attempts. Try again in {minutes} minute(s).")
-        try:
-            hasher.verify(user.password_hash, password)
-        except (VerificationError, InvalidHashError):
-            user.failed_logins += 1
-            lock = lockout_for(user.failed_logins, max_failures, lockout_seconds)
-            if lock:
-                user.locked_until = now + lock
-            _denied(session, actor, user.id, {"failures": user.failed_logins})
-            return wrong
-        if not user.active:
-            _denied(session, actor, user.id, {"why": "inactive"})
-            return SignIn(None, "This account is disabled. Ask your administrator.")
-        if hasher.check_needs_rehash(user.password_hash):
-            user.password_hash = hasher.hash(password)
-        user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
-        audit.record(session, actor, "auth.login", "User", user.id)
-        return SignIn(user)
 
 
 def sign_out_everywhere(actor: Actor) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, Response, current_app, flash, redirect, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from referrals.auth import service
 from referrals.auth.roles import Permission
-from referrals.web import client_ip, current_actor, render
+from referrals.web import client_ip, current_actor, local_redirect_target, render
 
 bp = Blueprint("auth", __name__)
 
@@ -25,15 +23,6 @@ def home_for_current_user() -> str:
     return url_for("auth.login")
 
 
-def _safe_next(target: str | None) -> str | None:
-    if not target:
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return None
-    return target
-
-
 @bp.get("/")
 def index() -> Response:
     if current_user.is_authenticated:
@@ -46,29 +35,29 @@ def login() -> Response:
     if request.method == "GET":
         if current_user.is_authenticated:
             return redirect(home_for_current_user())
-        return render("auth/login.html", next=request.args.get("next", ""))
+        return render("auth/login.html", next=local_redirect_target(request.args.get("next")))
     settings = current_app.config["SETTINGS"]
     email = request.form.get("email", "")[:254]
-    result = service.authenticate(
-        email,
-        request.form.get("password", "")[:1024],
-        ip=client_ip(),
-        max_failures=settings.login_max_failures,
-        lockout_seconds=settings.login_lockout_seconds,
-    )
+    attempt = service.SignInAttempt(email, request.form.get("password", "")[:1024], client_ip())
+    result = service.authenticate(attempt, service.SignInLimits.from_settings(settings))
     if result.user is None:
-        return render(
+        # The same page for every address: only the typed address and the CSRF token differ.
+        response = render(
             "auth/login.html",
-            status=401,
+            None,
+            429 if result.retry_after else 401,
             error=result.error,
             email=email,
-            next=request.form.get("next", ""),
+            next=local_redirect_target(request.form.get("next")),
         )
+        if result.retry_after:
+            response.headers["Retry-After"] = str(result.retry_after)
+        return response
     session.clear()  # no fixation: a fresh session for the signed-in person
     login_user(result.user)
     if result.user.memberships:
         session["membership_id"] = str(result.user.memberships[0].id)
-    target = _safe_next(request.form.get("next")) or home_for_current_user()
+    target = local_redirect_target(request.form.get("next")) or home_for_current_user()
     return redirect(target)
 
 

@@ -57,7 +57,8 @@ def edit(service_id: uuid.UUID) -> Response:
     except InvalidInput as err:
         return render(
             "listings/edit.html",
-            status=422,
+            None,
+            422,
             form=request.form,
             errors=err.fields,
             error=err.message,

@@ -28,7 +28,7 @@ def search() -> Response:
     return render(
         "directory/search.html",
         "results" if request.htmx.target == "results" else None,
-        status=422 if outcome.errors else 200,
+        422 if outcome.errors else 200,
         form=form,
         page=outcome.page,
         errors=outcome.errors,

@@ -56,7 +56,8 @@ def _overview(actor: Actor, form: dict[str, Any], errors: dict, status: int = 20
     jwks, jwks_error = _our_jwks()
     return render(
         "admin/exchange.html",
-        status=status,
+        None,
+        status,
         peers=service.peers(actor),
         failed=service.failed_pushes(actor),
         states=service.sync_overview(actor),
@@ -105,7 +106,8 @@ def edit_peer(peer_id: uuid.UUID) -> Response:
             return redirect(url_for("exchange.overview") + f"#peer-{peer.id}")
     return render(
         "admin/exchange_peer.html",
-        status=422 if errors else 200,
+        None,
+        422 if errors else 200,
         peer=peer,
         form=form,
         errors=errors,

@@ -9,6 +9,7 @@ never the assertion or the token themselves."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
@@ -26,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from referrals import audit
+from referrals.auth import throttle
 from referrals.auth.actor import Actor
 from referrals.auth.models import Organization
 from referrals.auth.roles import OrgKind, Permission, Role
@@ -671,10 +673,45 @@ def _json(body: dict[str, Any], status: int) -> Response:
     return response
 
 
+def _claimed_client_id(form: Mapping[str, Any]) -> str | None:
+    """The client a token request says it is (its client_id, or its assertion's iss, unverified
+    yet): what its requests are counted under."""
+    claimed = form.get("client_id")
+    assertion = form.get("client_assertion")
+    if not claimed and isinstance(assertion, str) and len(assertion) <= MAX_ASSERTION_CHARS:
+        with contextlib.suppress(jwt.PyJWTError):
+            claimed = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
+    return claimed[:255] if isinstance(claimed, str) and claimed else None
+
+
+def _slow_down(ip: str | None) -> Response | None:
+    """429 for a client, or a network address, that asks for tokens too often (audited), in
+    RFC 6749 §5.2's shape with the token endpoint's `slow_down` code (RFC 8628 §3.5); None
+    when the request may go on."""
+    client_id = _claimed_client_id(request.form)
+    settings = current_app.config["SETTINGS"]
+    wait = throttle.token_request_wait(client_id, ip, settings, utcnow())
+    if not wait:
+        return None
+    error = refuse(
+        OAuthError(
+            "slow_down",
+            f"Too many token requests: try again in {wait} seconds.",
+            target=client_id or "",
+        ),
+        ip=ip,
+    )
+    response = _json(error.body(), 429)
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
 @bp.post(TOKEN_PATH)
 def token() -> Response:
     """The token endpoint (RFC 6749 §4.4 with RFC 7523 client assertions)."""
     ip = request.remote_addr
+    if (slow := _slow_down(ip)) is not None:
+        return slow
     if request.mimetype != "application/x-www-form-urlencoded":
         err = refuse(
             OAuthError("invalid_request", "Send application/x-www-form-urlencoded."), ip=ip

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -324,6 +324,45 @@ def refer_for_needs(
                 detail={"recipient_org_id": str(consent.recipient_org_id)},
             )
     return screening, referrals
+
+
+@dataclass(frozen=True)
+class NothingSent:
+    """Why a submit of the needs page sent no referral, and the needs it concerns (form field
+    -> messages, as InvalidInput's)."""
+
+    message: str
+    fields: dict[str, list[str]]
+
+
+SAVED = "Your decisions on the needs are saved."
+
+
+def why_nothing_was_sent(needs: Iterable[Need]) -> NothingSent:
+    """What to tell the clinician when the needs page was sent with no service ticked: the
+    decisions are kept, no referral went out, and why (a need the family wants help with now
+    has no service ticked, or no need is one they want help with now, or none is confirmed)."""
+    needs = list(needs)
+    wanted = [need for need in needs if need.verification == "confirmed" and need.family_priority]
+    if wanted:
+        names = " and ".join(need.display.lower() for need in wanted)
+        return NothingSent(
+            f"No referral was sent: no service is ticked for {names}, which the family wants "
+            f"help with now. {SAVED}",
+            {
+                f"service-{need.id}": [
+                    "Tick a service to refer for this need, or mark it “Confirmed, not now”."
+                ]
+                for need in wanted
+            },
+        )
+    if any(need.verification == "confirmed" for need in needs):
+        return NothingSent(
+            "No referral was sent: the family wants help now with none of the confirmed "
+            f"needs. {SAVED}",
+            {},
+        )
+    return NothingSent(f"No referral was sent: no need is confirmed. {SAVED}", {})
 
 
 def _giver(form: ConsentForm, need: Need, age: int) -> tuple[Person | None, str | None]:

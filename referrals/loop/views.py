@@ -52,7 +52,7 @@ def _referral_form(
     return render(
         "loop/new.html",
         "services" if request.args.get("fragment") == "services" else None,
-        status=status,
+        status,
         patient=patient,
         found=found,
         search=search,
@@ -110,7 +110,8 @@ def _detail(
     settings = current_app.config["SETTINGS"]
     return render(
         "loop/show.html",
-        status=status,
+        None,
+        status,
         view=view,
         r=view.referral,
         task=view.task,

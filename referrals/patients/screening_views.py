@@ -88,7 +88,7 @@ def _answer_form(screening, *, errors: dict | None = None, error: str | None = N
     return render(
         "patients/screening_form.html",
         None,
-        status=status,
+        status,
         s=screening,
         patient=screening.patient,
         instrument=instrument,
@@ -106,7 +106,7 @@ def _answer_form(screening, *, errors: dict | None = None, error: str | None = N
     )
 
 
-def _needs_page(screening, *, form=None, errors=None, error=None, status=200):
+def _needs_page(screening, *, form=None, errors=None, error=None, notice=None, status=200):
     patient = screening.patient
     people = from_screening.people(patient)
     respondent = from_screening.respondent_value(screening)
@@ -125,7 +125,8 @@ def _needs_page(screening, *, form=None, errors=None, error=None, status=200):
             sent.setdefault(str(referral.need_id), []).append(referral)
     return render(
         "patients/screening_needs.html",
-        status=status,
+        None,
+        status,
         s=screening,
         patient=patient,
         instrument=INSTRUMENTS[screening.instrument],
@@ -136,6 +137,7 @@ def _needs_page(screening, *, form=None, errors=None, error=None, status=200):
         form_lists=request.form if form is not None else {},
         errors=errors or {},
         error=error,
+        notice=notice,
         SCOPE=CONSENT_SCOPE,
         sent_by_need=sent,
         MINOR_CONSENT_MIN_AGE=MINOR_CONSENT_MIN_AGE,
@@ -218,9 +220,13 @@ def refer(screening_id: uuid.UUID) -> Response:
         names = ", ".join(dict.fromkeys(r.performer_org.name for r in referrals))
         count = len(referrals)
         flash(f"{count} referral{'s' if count != 1 else ''} sent: {names}.", "success")
-    else:
-        flash("Your decisions on the needs were saved.", "success")
-    return redirect(url_for("patients.show", patient_id=screening.patient_id))
+        return redirect(url_for("patients.show", patient_id=screening.patient_id))
+    # Nothing went out: say so and why, on the same page with what was filled in (the consent,
+    # the note), so that a service forgotten can be ticked and the form sent again.
+    nothing = from_screening.why_nothing_was_sent(screening.needs)
+    return _needs_page(
+        screening, form=dict(request.form), errors=nothing.fields, notice=nothing.message
+    )
 
 
 def patient_start_form(patient) -> dict:

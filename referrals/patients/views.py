@@ -41,7 +41,8 @@ def new() -> Response:
         except InvalidInput as err:
             return render(
                 "patients/new.html",
-                status=409 if isinstance(err, LikelyDuplicate) else 422,
+                None,
+                409 if isinstance(err, LikelyDuplicate) else 422,
                 form=form,
                 errors=err.fields,
                 error=err.message,

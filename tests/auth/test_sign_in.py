@@ -40,13 +40,14 @@ def test_wrong_password_says_so_without_telling_which_part_was_wrong(world, clie
     assert outcomes == ["denied", "denied"]
 
 
-def test_repeated_failures_lock_the_account_even_for_the_right_password(world, client):
+def test_repeated_failures_block_the_address_even_for_the_right_password(world, client):
     client.get("/login")
     for _ in range(5):
         client.post("/login", {"email": world.emails["food"], "password": "wrong"})
     response = client.post("/login", {"email": world.emails["food"], "password": PASSWORD})
-    assert response.status_code == 401
-    assert "Too many failed attempts" in response.get_data(as_text=True)
+    assert response.status_code == 429
+    assert 0 < int(response.headers["Retry-After"]) <= 60
+    assert "Too many sign-in attempts. Try again in 1 minute." in response.get_data(as_text=True)
 
 
 def test_pages_need_a_signed_in_user(client):
