@@ -64,10 +64,13 @@ class Database:
         upgrade(self.url)
 
 
+BEFORE_KEYED = "0016"  # the migration before the keyed chain (0017)
+
+
 @pytest.fixture
 def old_database(scratch_url: str) -> Iterator[Database]:  # noqa: F811
     """A database of the release before the keyed chain."""
-    upgrade(scratch_url, "0015")
+    upgrade(scratch_url, BEFORE_KEYED)
     engine = make_engine(scratch_url)
     yield Database(scratch_url, engine)
     engine.dispose()
@@ -176,5 +179,5 @@ def test_old_entries_are_not_left_unsealed_when_the_upgrade_has_no_key(old_datab
         c["name"] for c in inspect(old_database.engine).get_columns("audit_events")
     }
     with old_database.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0015"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == BEFORE_KEYED
         assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar() == 2
