@@ -35,10 +35,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from referrals import audit, jobs
 from referrals.db import Base, transaction, utcnow
-from referrals.errors import ServiceError
-from referrals.fhir import api
-from referrals.fhir.api import FhirError, actor, base_url, fhir_response, require
+from referrals.fhir import api, outcomes
+from referrals.fhir.api import actor, require
 from referrals.fhir.oauth import ApiClient
+from referrals.fhir.outcomes import FhirError, base_url, fhir_response
 from referrals.loop.models import Referral, ReferralEvent
 
 # Our topics' canonical URLs: identifiers, the same on every deployment.
@@ -628,8 +628,7 @@ def notify_job(session: Session, payload: dict) -> None:
 
 bp = Blueprint("fhir_subscriptions", __name__, url_prefix="/fhir")
 bp.before_request(api._negotiate)
-bp.register_error_handler(FhirError, api._fhir_error)
-bp.register_error_handler(ServiceError, api._service_error)
+bp.register_error_handler(Exception, outcomes.answer)
 
 
 @bp.post("/Subscription")
