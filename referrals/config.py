@@ -68,6 +68,10 @@ class Settings:
     # apart) this many times, about two days, before they are shown as failed.
     exchange_max_attempts: int = 48
     exchange_peers: str = ""  # a JSON file of peers; `flask exchange load-peers` reads it
+    # Origins (scheme://host:port, comma-separated) that Subscriptions may notify although they
+    # are not public https addresses: a peer on this machine or network, for development and
+    # tests. Empty: only public https endpoints.
+    subscription_allowed_endpoints: str = ""
     worker_poll_seconds: float = 2.0
     job_max_attempts: int = 8
     log_level: str = "INFO"
@@ -115,6 +119,7 @@ class Settings:
                 )
             settings.secret_key = _secret_key(INSTANCE)
         settings.check_sms()
+        settings.subscription_allowed_origins()  # refuse to start on an entry that is not one
         return settings
 
     def check_sms(self) -> None:
@@ -169,6 +174,18 @@ class Settings:
                 "SMS_GATEWAY=twilio needs PUBLIC_BASE_URL: the app's public https:// address, "
                 "where Twilio sends delivery statuses and replies."
             )
+
+    def subscription_allowed_origins(self) -> frozenset:
+        """SUBSCRIPTION_ALLOWED_ENDPOINTS as origins; RuntimeError names an entry that is not
+        one."""
+        from referrals.fhir.endpoints import parse_allowed
+
+        try:
+            return parse_allowed(self.subscription_allowed_endpoints)
+        except ValueError as err:
+            raise RuntimeError(
+                f"SUBSCRIPTION_ALLOWED_ENDPOINTS: {err} Use scheme://host:port, comma-separated."
+            ) from None
 
     @property
     def sms_steps(self) -> frozenset[str]:

@@ -561,8 +561,11 @@ def test_procedure_records_never_fail_and_a_refusal_writes_nothing(
 
 
 @pytest.fixture
-def allowed_endpoint() -> str:
-    """A subscriber's endpoint a Subscription may name."""
+def allowed_endpoint(app: Flask, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A subscriber's endpoint the settings allow, as a development set-up would."""
+    from tests.fhir.test_subscriptions import allow
+
+    allow(app, monkeypatch, ENDPOINT_ORIGIN)
     return f"{ENDPOINT_ORIGIN}/notify"
 
 
