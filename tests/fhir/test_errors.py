@@ -37,6 +37,16 @@ def outcome_of(response, status: int, code: str) -> dict:
     return issue
 
 
+def send_json(app: Flask, url: str, body: str | bytes, bearer: str, method: str = "POST"):
+    return app.test_client().open(
+        url,
+        method=method,
+        data=body,
+        headers={"Authorization": f"Bearer {bearer}"},
+        content_type=FHIR_JSON,
+    )
+
+
 # --- HTTP's own refusals -----------------------------------------------------------------------
 
 
@@ -106,12 +116,7 @@ def test_a_body_too_large_and_one_of_another_type_are_413_and_415_outcomes(
     app: Flask, world: World
 ) -> None:
     bearer = token(app, world)
-    huge = app.test_client().post(
-        "/fhir",
-        data=b"[" + b" " * (2 * 1024 * 1024) + b"]",
-        headers={"Authorization": f"Bearer {bearer}"},
-        content_type=FHIR_JSON,
-    )
+    huge = send_json(app, "/fhir", b"[" + b" " * (2 * 1024 * 1024) + b"]", bearer)
     assert "1024 KiB" in outcome_of(huge, 413, "too-long")["diagnostics"]
     xml = app.test_client().post(
         "/fhir",
@@ -193,12 +198,7 @@ def test_an_entry_of_no_resource_type_we_know_is_a_400_naming_it(
 ) -> None:
     bundle = referral_bundle(world)
     bundle["entry"][2]["resource"]["resourceType"] = resource_type
-    response = app.test_client().post(
-        "/fhir",
-        data=json.dumps(bundle),
-        headers={"Authorization": f"Bearer {token(app, world)}"},
-        content_type=FHIR_JSON,
-    )
+    response = send_json(app, "/fhir", json.dumps(bundle), token(app, world))
     issue = outcome_of(response, 400, "structure")
     assert issue["expression"] == ["Bundle.entry[2].resource.resourceType"]
     assert "is not a FHIR resource type" in issue["diagnostics"]
@@ -237,14 +237,7 @@ def test_deep_nesting_is_refused_before_it_is_read_on_every_write_route(
     app: Flask, world: World, body: str
 ) -> None:
     for method, url, bearer in write_routes(app, world):
-        response = app.test_client().open(
-            url,
-            method=method,
-            data=body,
-            headers={"Authorization": f"Bearer {bearer}"},
-            content_type=FHIR_JSON,
-        )
-        issue = outcome_of(response, 400, "structure")
+        issue = outcome_of(send_json(app, url, body, bearer, method), 400, "structure")
         assert "more than 64 levels deep" in issue["diagnostics"], (method, url)
 
 
@@ -255,12 +248,7 @@ def test_nesting_a_resource_really_has_is_read(app: Flask, world: World) -> None
     for _ in range(25):
         extension = {"url": "http://example.org/branch", "extension": [extension]}
     bundle["entry"][0]["resource"]["extension"].append(extension)
-    response = app.test_client().post(
-        "/fhir",
-        data=json.dumps(bundle),
-        headers={"Authorization": f"Bearer {token(app, world)}"},
-        content_type=FHIR_JSON,
-    )
+    response = send_json(app, "/fhir", json.dumps(bundle), token(app, world))
     assert response.status_code == 200, response.get_data(as_text=True)[:2000]
 
 
@@ -277,12 +265,8 @@ def test_what_json_allows_but_fhir_cannot_hold_is_refused(
     app: Flask, world: World, literal: str, words: str
 ) -> None:
     text = json.dumps(referral_bundle(world)).replace('"Reyes"', literal, 1)
-    response = app.test_client().post(
-        "/fhir",
-        data=text.encode("utf-8", "surrogatepass"),
-        headers={"Authorization": f"Bearer {token(app, world)}"},
-        content_type=FHIR_JSON,
-    )
+    body = text.encode("utf-8", "surrogatepass")
+    response = send_json(app, "/fhir", body, token(app, world))
     assert words in outcome_of(response, 400, "structure")["diagnostics"]
 
 
@@ -292,11 +276,7 @@ def test_an_endpoint_that_is_not_text_is_a_400_naming_the_channel(
 ) -> None:
     body = subscription("https://partner.example/notify")
     body["channel"]["endpoint"] = endpoint
-    response = app.test_client().post(
-        "/fhir/Subscription",
-        data=json.dumps(body),
-        headers={"Authorization": f"Bearer {subscriber_token(app, world, 'food')}"},
-        content_type=FHIR_JSON,
-    )
+    bearer = subscriber_token(app, world, "food")
+    response = send_json(app, "/fhir/Subscription", json.dumps(body), bearer)
     issue = outcome_of(response, 400, "structure")
     assert issue["expression"][0].startswith("Subscription.channel"), issue

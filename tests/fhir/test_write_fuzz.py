@@ -438,6 +438,24 @@ def send_case(app: Flask, method: str, url: str, body: str | None, bearer: str, 
     return response
 
 
+def fuzz_once(
+    app: Flask,
+    world: World,
+    data: st.DataObject,
+    method: str,
+    url: str,
+    bearer: str,
+    seeds: list[dict[str, Any]],
+    *,
+    if_match: bool = False,
+) -> None:
+    """One mutated seed sent to a route, with the headers drawn, and the answer checked."""
+    context = Context(wrong_references(world), odd_ids())
+    body = data.draw(mutated(seeds, context), label="body")
+    chosen = data.draw(headers(if_match=if_match), label="headers")
+    send_case(app, method, url, body, bearer, chosen)
+
+
 def wrong_references(world: World) -> list[str]:
     housing = world.orgs["housing"].id
     return [
@@ -500,10 +518,8 @@ def test_transactions_never_fail_and_a_refusal_writes_nothing(
     app: Flask, world: World, clinic: str, data: st.DataObject
 ) -> None:
     seeds = [ig.referral_bundle(world), ours.referral_bundle(world)]
-    context = Context(wrong_references(world), odd_ids())
-    body = data.draw(mutated(seeds, context), label="body")
     url = data.draw(st.sampled_from(["/fhir", "/fhir/"]), label="url")
-    send_case(app, "POST", url, body, clinic, data.draw(headers(), label="headers"))
+    fuzz_once(app, world, data, "POST", url, clinic, seeds)
 
 
 @pytest.fixture
@@ -532,10 +548,8 @@ def test_task_updates_never_fail_and_a_refusal_writes_nothing(
     app: Flask, world: World, task_case, data: st.DataObject
 ) -> None:
     bearer, moves, ids = task_case
-    body = data.draw(mutated(moves, Context(wrong_references(world), odd_ids())), label="body")
     task_id = data.draw(st.sampled_from(ids), label="task id")
-    chosen = data.draw(headers(if_match=True), label="headers")
-    send_case(app, "PUT", f"/fhir/Task/{task_id}", body, bearer, chosen)
+    fuzz_once(app, world, data, "PUT", f"/fhir/Task/{task_id}", bearer, moves, if_match=True)
 
 
 @pytest.fixture
@@ -556,8 +570,7 @@ def test_procedure_records_never_fail_and_a_refusal_writes_nothing(
     app: Flask, world: World, procedure_case, data: st.DataObject
 ) -> None:
     bearer, seeds = procedure_case
-    body = data.draw(mutated(seeds, Context(wrong_references(world), odd_ids())), label="body")
-    send_case(app, "POST", "/fhir/Procedure", body, bearer, data.draw(headers(), label="headers"))
+    fuzz_once(app, world, data, "POST", "/fhir/Procedure", bearer, seeds)
 
 
 @pytest.fixture
@@ -588,9 +601,7 @@ def test_subscriptions_never_fail_and_a_refusal_writes_nothing(
     app: Flask, world: World, subscriber, data: st.DataObject
 ) -> None:
     bearer, seeds = subscriber
-    body = data.draw(mutated(seeds, Context(wrong_references(world), odd_ids())), label="body")
-    chosen = data.draw(headers(), label="headers")
-    send_case(app, "POST", "/fhir/Subscription", body, bearer, chosen)
+    fuzz_once(app, world, data, "POST", "/fhir/Subscription", bearer, seeds)
 
 
 @pytest.fixture
