@@ -263,6 +263,7 @@ MUTATIONS = [
     *["id"] * 2,
     *["repeat item"] * 2,
     *["odd value"] * 2,
+    "null in a list",
     *["resource type"] * 2,
     "repeat key",
     "huge string",
@@ -283,11 +284,16 @@ def mutated(draw: st.DrawFn, seeds: list[dict[str, Any]], context: Context) -> s
         kind = draw(st.sampled_from(MUTATIONS))
         path = draw(st.sampled_from(paths))
         if kind == "odd value":
-            doc = _set(doc, path, draw(st.sampled_from(ODD_VALUES)))
+            doc = _set(doc, path, copy.deepcopy(draw(st.sampled_from(ODD_VALUES))))
         elif kind == "other text":
             texts = _strings(doc)
             if texts:
                 doc = _set(doc, draw(st.sampled_from(texts)), draw(st.sampled_from(OTHER_TEXT)))
+        elif kind == "null in a list":
+            # FHIR JSON allows it where `_name` carries the item's extension: still valid.
+            items = [p for p in _strings(doc) if isinstance(p[-1], int)]
+            if items:
+                doc = _set(doc, draw(st.sampled_from(items)), None)
         elif kind == "drop":
             doc = _drop(doc, path)
         elif kind == "repeat key":
@@ -297,7 +303,7 @@ def mutated(draw: st.DrawFn, seeds: list[dict[str, Any]], context: Context) -> s
             where = draw(st.sampled_from(objects))
             target = _get(doc, where)
             key = draw(st.sampled_from(sorted(target)))
-            again = draw(st.sampled_from([*ODD_VALUES[:6], copy.deepcopy(target[key])]))
+            again = copy.deepcopy(draw(st.sampled_from([*ODD_VALUES[:6], target[key]])))
             pairs = Pairs(target.items())
             pairs.insert(draw(st.integers(0, len(pairs))), (key, again))
             doc = _set(doc, where, pairs)
@@ -317,7 +323,8 @@ def mutated(draw: st.DrawFn, seeds: list[dict[str, Any]], context: Context) -> s
         elif kind == "resource type":
             typed = [p for p in paths if p and p[-1] == "resourceType"]
             if typed:
-                doc = _set(doc, draw(st.sampled_from(typed)), draw(st.sampled_from(RESOURCE_TYPES)))
+                wrong = copy.deepcopy(draw(st.sampled_from(RESOURCE_TYPES)))
+                doc = _set(doc, draw(st.sampled_from(typed)), wrong)
         elif kind == "reference":
             references = _strings(doc, "reference") or _strings(doc)
             if references:
