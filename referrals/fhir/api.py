@@ -24,6 +24,7 @@ bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 log = logging.getLogger(__name__)
 
 JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
+JSON_MEDIA = JSON_FORMATS - {"json"} | {"*/*", "application/*"}  # what Accept may name
 # Every error while serving these routes, ours or not, is an OperationOutcome.
 bp.register_error_handler(Exception, outcomes.answer)
 
@@ -35,10 +36,25 @@ def _negotiate() -> None:
     if wanted is not None and wanted not in JSON_FORMATS:
         raise FhirError(406, "not-supported", f"_format={wanted} is not supported; use json.")
     accepted = request.headers.get("Accept")
-    if accepted and not request.accept_mimetypes.best_match([FHIR_JSON, "application/json"]):
+    if accepted and not _accepts_json(accepted):
         raise FhirError(
             406, "not-supported", f"Accept: {accepted} is not served; we answer {FHIR_JSON}."
         )
+
+
+def _accepts_json(header: str) -> bool:
+    """Whether an Accept header takes FHIR JSON. Its parameters (`fhirVersion=4.0`, a charset)
+    do not matter; `q=0` refuses."""
+    for media_range in header.split(","):
+        media, *parameters = (part.strip().lower() for part in media_range.split(";"))
+        weight = next((p.removeprefix("q=") for p in parameters if p.startswith("q=")), "1")
+        try:
+            refused = float(weight) <= 0
+        except ValueError:
+            refused = False
+        if media in JSON_MEDIA and not refused:
+            return True
+    return False
 
 
 @bp.get("/metadata")

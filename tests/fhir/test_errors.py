@@ -97,6 +97,7 @@ def test_a_signed_in_browser_gets_no_cookie_from_the_fhir_api(app: Flask, world:
     [
         ({"Accept": "application/fhir+xml"}, ""),
         ({"Accept": "text/html"}, ""),
+        ({"Accept": "application/fhir+json;q=0, application/fhir+xml"}, ""),
         ({}, "?_format=xml"),
     ],
 )
@@ -107,7 +108,16 @@ def test_a_format_we_do_not_speak_is_a_406_outcome(app: Flask, headers, query) -
 
 
 def test_json_a_browser_or_a_client_accepts_is_served(app: Flask) -> None:
-    for accept in (FHIR_JSON, "application/json", "*/*", "text/html,*/*;q=0.8"):
+    for accept in (
+        FHIR_JSON,
+        "application/fhir+json; fhirVersion=4.0",
+        "application/fhir+json;charset=utf-8",
+        "application/json+fhir",
+        "application/json",
+        "*/*",
+        "text/html,*/*;q=0.8",
+        "application/fhir+xml, application/fhir+json;q=0.5",
+    ):
         response = app.test_client().get("/fhir/metadata", headers={"Accept": accept})
         assert response.status_code == 200 and response.mimetype == FHIR_JSON, accept
 
