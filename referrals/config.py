@@ -109,6 +109,10 @@ class Settings:
     # apart) this many times, about two days, before they are shown as failed.
     exchange_max_attempts: int = 48
     exchange_peers: str = ""  # a JSON file of peers; `flask exchange load-peers` reads it
+    # Origins (scheme://host:port, comma-separated) that Subscriptions may notify although they
+    # are not public https addresses: a peer on this machine or network, for development and
+    # tests. Empty: only public https endpoints.
+    subscription_allowed_endpoints: str = ""
     worker_poll_seconds: float = 2.0
     # A running job is leased to its worker for this long, renewed while the worker lives:
     # a worker that dies leaves its job to another one after at most this long.
@@ -188,6 +192,10 @@ class Settings:
             errors.append(f"LOG_FORMAT={self.log_format!r}: use json or text.")
         if self.worker_lease_seconds < 3:
             errors.append("WORKER_LEASE_SECONDS must be at least 3.")
+        try:
+            self.subscription_allowed_origins()
+        except RuntimeError as err:
+            errors.append(str(err))
         warnings: list[str] = []
         if self.env != "production":
             return errors, warnings
@@ -283,6 +291,18 @@ class Settings:
     def json_logs(self) -> bool:
         """One JSON object per log line: the default in production."""
         return self.log_format == "json" or (not self.log_format and self.env == "production")
+
+    def subscription_allowed_origins(self) -> frozenset:
+        """SUBSCRIPTION_ALLOWED_ENDPOINTS as origins; RuntimeError names an entry that is not
+        one."""
+        from referrals.fhir.endpoints import parse_allowed
+
+        try:
+            return parse_allowed(self.subscription_allowed_endpoints)
+        except ValueError as err:
+            raise RuntimeError(
+                f"SUBSCRIPTION_ALLOWED_ENDPOINTS: {err} Use scheme://host:port, comma-separated."
+            ) from None
 
     @property
     def sms_steps(self) -> frozenset[str]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
+from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,15 +25,19 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager, current_user, logout_user
 from flask_wtf.csrf import CSRFError
 from jinja2_fragments import render_block
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from referrals.auth.actor import Actor
 from referrals.auth.models import Membership, User
 from referrals.auth.roles import ROLE_LABELS, Permission, Role
 from referrals.db import db, utcnow
 from referrals.errors import ServiceError
+from referrals.fhir import oauth
+from referrals.fhir import outcomes as fhir_outcomes
 from referrals.forms import display_phone
 from referrals.loop.lifecycle import ACTION_LABELS, EVENT_LABELS, STATUS_LABELS, Refusal, Status
 from referrals.loop.reasons import BUSINESS_STATUS_LABELS
@@ -223,12 +229,37 @@ def _error_page(status: int, title: str, message: str) -> Response:
     return make_response(render_template("error.html", title=title, message=message), status)
 
 
+class _PageSessions(SecureCookieSessionInterface):
+    """Sessions are for people on the pages: an answer of the machine APIs (/fhir, /oauth) and
+    of the health checks never sets a cookie, whatever the request carried."""
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        machine = fhir_outcomes.serves(request.path) or oauth.serves(request.path)
+        if machine or request.blueprint in MACHINE_FACING:
+            return
+        super().save_session(app, session, response)
+
+
+def _pages_only(handler: Callable[[Any], Response]) -> Callable[[Any], Response]:
+    """An error handler for the pages; the machine APIs answer their errors in their own
+    formats (an OperationOutcome under /fhir, RFC 6749 JSON at /oauth)."""
+
+    @wraps(handler)
+    def handle(err: Any) -> Response:
+        answer = fhir_outcomes.api_error(err)
+        return answer if answer is not None else handler(err)
+
+    return handle
+
+
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
+    app.session_interface = _PageSessions()
     app.before_request(_idle_timeout)
     app.after_request(_security_headers)
 
     @app.errorhandler(ServiceError)
+    @_pages_only
     def _service_error(err: ServiceError) -> Response:
         titles = {403: "Not allowed", 404: "Not found", 409: "Changed meanwhile"}
         return _error_page(
@@ -236,10 +267,12 @@ def init_app(app: Flask) -> None:
         )
 
     @app.errorhandler(Refusal)
+    @_pages_only
     def _refusal(err: Refusal) -> Response:
         return _error_page(409, "Not possible now", str(err))
 
     @app.errorhandler(CSRFError)
+    @_pages_only
     def _csrf(err: CSRFError) -> Response:
         log.warning("refused %s %s: %s", request.method, request.path, err.description)
         return _error_page(
@@ -255,8 +288,24 @@ def init_app(app: Flask) -> None:
         (413, "Too large", "What you sent is too large."),
     ):
         app.register_error_handler(
-            code, lambda _e, c=code, t=title, m=message: _error_page(c, t, m)
+            code, _pages_only(lambda _e, c=code, t=title, m=message: _error_page(c, t, m))
         )
+
+    @app.errorhandler(Exception)
+    def _anything_else(err: Exception) -> Response:
+        """The machine APIs answer every error themselves; for the pages, HTTP errors keep
+        their own answer and the rest go on to Flask's 500 as before."""
+        answer = fhir_outcomes.api_error(err)
+        if answer is not None:
+            return answer
+        if isinstance(err, HTTPException):
+            return err  # type: ignore[return-value]
+        raise err
+
+    @app.errorhandler(InternalServerError)
+    def _server_error(err: InternalServerError) -> Response:
+        answer = fhir_outcomes.api_error(err)
+        return answer if answer is not None else err  # type: ignore[return-value]
 
     @app.context_processor
     def _who() -> dict[str, Any]:

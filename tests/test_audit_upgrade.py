@@ -179,5 +179,7 @@ def test_old_entries_are_not_left_unsealed_when_the_upgrade_has_no_key(old_datab
         c["name"] for c in inspect(old_database.engine).get_columns("audit_events")
     }
     with old_database.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == BEFORE_KEYED
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == BEFORE_KEYED
+        )
         assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar() == 2

@@ -2,105 +2,31 @@
 resources for machine clients holding a bearer token (SMART Backend Services). Thin, like the
 pages: authenticate, check the scope, call the services, map to FHIR, answer.
 
-Errors are OperationOutcome resources with the right HTTP status: 401 without a valid token,
-403 for a scope or another organisation's data, 404 for an unknown type or id, 400 for an
-unknown search parameter or a bad `_format`."""
+Errors are OperationOutcome resources with the right HTTP status (see `outcomes`, the one
+table): 401 without a valid token, 403 for a scope or another organisation's data, 404 for an
+unknown type or id, 400 for an unknown search parameter or a body that is not FHIR JSON (nested
+too deeply included: it is measured before it is parsed), 406 for a format we do not speak."""
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 
-from referrals.errors import ServiceError
+from referrals.fhir import outcomes
 from referrals.fhir.capability import SERVED, capability_statement
+from referrals.fhir.outcomes import FHIR_JSON, FhirError, base_url, fhir_response
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 log = logging.getLogger(__name__)
 
-FHIR_JSON = "application/fhir+json"
 JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
-
-
-class FhirError(Exception):
-    """An error answered as an OperationOutcome."""
-
-    def __init__(
-        self, status: int, code: str, diagnostics: str, expression: str | None = None
-    ) -> None:
-        super().__init__(diagnostics)
-        self.status, self.code, self.diagnostics, self.expression = (
-            status,
-            code,
-            diagnostics,
-            expression,
-        )
-
-
-def base_url() -> str:
-    return current_app.config["SETTINGS"].public_base_url.rstrip("/") + "/fhir"
-
-
-def fhir_response(body: dict, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    response = Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-        status=status,
-        mimetype=FHIR_JSON,
-    )
-    response.headers["Cache-Control"] = "no-store"
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
-
-
-def _log_refusal(error: FhirError) -> None:
-    """A partner's write we refused, for whoever looks after the integration: the request, the
-    client, the status and where the problem was. Not the diagnostics: they may quote what
-    was sent (a name, a number); the partner has them in the OperationOutcome."""
-    if request.method in {"POST", "PUT", "DELETE"} and error.status >= 400:
-        client = getattr(g.get("fhir_actor"), "client_id", None) or "-"
-        log.warning(
-            "FHIR %s %s from client %s refused %d %s at %s",
-            request.method,
-            request.path,
-            client,
-            error.status,
-            error.code,
-            error.expression or "-",
-        )
-
-
-def outcome_response(error: FhirError) -> Response:
-    _log_refusal(error)
-    issue: dict[str, Any] = {
-        "severity": "error",
-        "code": error.code,
-        "diagnostics": error.diagnostics,
-    }
-    if error.expression:
-        issue["expression"] = [error.expression]
-    body = {"resourceType": "OperationOutcome", "issue": [issue]}
-    headers = {}
-    if error.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="fhir", error="invalid_token"'
-    return fhir_response(body, error.status, headers)
-
-
-@bp.errorhandler(FhirError)
-def _fhir_error(error: FhirError) -> Response:
-    return outcome_response(error)
-
-
-@bp.errorhandler(ServiceError)
-def _service_error(error: ServiceError) -> Response:
-    codes = {403: "forbidden", 404: "not-found", 409: "conflict", 422: "processing"}
-    return outcome_response(
-        FhirError(error.status_code, codes.get(error.status_code, "invalid"), error.message)
-    )
+JSON_MEDIA = JSON_FORMATS - {"json"} | {"*/*", "application/*"}  # what Accept may name
+# Every error while serving these routes, ours or not, is an OperationOutcome.
+bp.register_error_handler(Exception, outcomes.answer)
 
 
 @bp.before_request
@@ -109,6 +35,26 @@ def _negotiate() -> None:
     wanted = request.args.get("_format")
     if wanted is not None and wanted not in JSON_FORMATS:
         raise FhirError(406, "not-supported", f"_format={wanted} is not supported; use json.")
+    accepted = request.headers.get("Accept")
+    if accepted and not _accepts_json(accepted):
+        raise FhirError(
+            406, "not-supported", f"Accept: {accepted} is not served; we answer {FHIR_JSON}."
+        )
+
+
+def _accepts_json(header: str) -> bool:
+    """Whether an Accept header takes FHIR JSON. Its parameters (`fhirVersion=4.0`, a charset)
+    do not matter; `q=0` refuses."""
+    for media_range in header.split(","):
+        media, *parameters = (part.strip().lower() for part in media_range.split(";"))
+        weight = next((p.removeprefix("q=") for p in parameters if p.startswith("q=")), "1")
+        try:
+            refused = float(weight) <= 0
+        except ValueError:
+            refused = False
+        if media in JSON_MEDIA and not refused:
+            return True
+    return False
 
 
 @bp.get("/metadata")
@@ -185,6 +131,8 @@ MAX_BODY = 1024 * 1024  # a Task is a few kilobytes; anything this large is not 
 
 def _body(resource_type: str) -> dict[str, Any]:
     """The request's FHIR JSON resource, or the FhirError saying what is wrong with it."""
+    from referrals.fhir.json_input import JsonRefused, read_json
+
     if request.mimetype not in {"application/fhir+json", "application/json"}:
         raise FhirError(
             415,
@@ -197,9 +145,9 @@ def _body(resource_type: str) -> dict[str, Any]:
     if len(raw) > MAX_BODY:
         raise FhirError(413, "too-long", f"The body is over {MAX_BODY // 1024} KiB.")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise FhirError(400, "structure", f"The body is not JSON: {err}.") from None
+        body = read_json(raw)
+    except JsonRefused as err:
+        raise FhirError(400, "structure", str(err)) from None
     if not isinstance(body, dict) or body.get("resourceType") != resource_type:
         found = body.get("resourceType") if isinstance(body, dict) else type(body).__name__
         raise FhirError(
@@ -209,25 +157,114 @@ def _body(resource_type: str) -> dict[str, Any]:
     return body
 
 
+# What FHIR's model classes may raise, besides their ValidationError, on input they were not
+# written for (a number where a URL belongs, an object as a resourceType).
+VALIDATOR_FAILURES = (AttributeError, KeyError, TypeError, ValueError, IndexError)
+
+
 def _validate_structure(resource_type: str, body: dict[str, Any]) -> None:
     """FHIR's own structure rules (R4B models): types, cardinalities, required elements."""
-    import importlib
-
     from pydantic import ValidationError
 
-    module = importlib.import_module(f"fhir.resources.R4B.{resource_type.lower()}")
-    model = getattr(module, resource_type)
+    _check_resource_types(body, resource_type)
+    model = _model(resource_type)
     try:
         model.model_validate(body)
     except ValidationError as err:
         first = err.errors()[0]
-        path = ".".join(str(part) for part in first.get("loc", ()) if part != "__root__")
+        path = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}"
+            for part in first.get("loc", ())
+            if part != "__root__"
+        ).removeprefix(".")
         raise FhirError(
             400,
             "structure",
             f"{resource_type}.{path}: {first.get('msg')}" if path else str(first.get("msg")),
             f"{resource_type}.{path}" if path else None,
         ) from None
+    except VALIDATOR_FAILURES as err:
+        log.warning(
+            "FHIR %s structure check failed on its input: %s at %s",
+            resource_type,
+            type(err).__name__,
+            outcomes.where(err, 3),
+        )
+        element = _unreadable_element(model, body, resource_type) or resource_type
+        raise FhirError(
+            400,
+            "structure",
+            f"{element} cannot be read as FHIR R4: an element holds a value of another type "
+            "(an object, a number or true/false where text belongs, or the reverse).",
+            element,
+        ) from None
+
+
+def _model(resource_type: str) -> type:
+    """FHIR R4B's model class of a resource type we were told is one."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    return get_fhir_model_class(resource_type)
+
+
+def _is_resource_type(name: Any) -> bool:
+    """Whether a resourceType names a concrete FHIR resource (not Resource, not a data type)."""
+    from fhir.resources.R4B.resource import Resource
+
+    if not isinstance(name, str) or not name.isascii() or not name.isalpha():
+        return False
+    if name in {"Resource", "DomainResource"} or len(name) > 64:
+        return False
+    try:
+        return issubclass(_model(name), Resource)
+    except (ValueError, AttributeError):
+        return False
+
+
+def _check_resource_types(body: Any, path: str) -> None:
+    """Every resource the body holds (a Bundle's entries, contained ones) names a resource
+    type FHIR has, before the validator looks each one up."""
+    waiting: list[tuple[Any, str]] = [(body, path)]
+    while waiting:
+        value, where = waiting.pop()
+        if isinstance(value, dict):
+            if "resourceType" in value and not _is_resource_type(value["resourceType"]):
+                raise FhirError(
+                    400,
+                    "structure",
+                    f"{where}.resourceType {value['resourceType']!r} is not a FHIR resource type.",
+                    f"{where}.resourceType",
+                )
+            waiting.extend((item, f"{where}.{key}") for key, item in value.items())
+        elif isinstance(value, list):
+            waiting.extend((item, f"{where}[{index}]") for index, item in enumerate(value))
+
+
+def _unreadable_element(model: type, resource: dict[str, Any], path: str) -> str | None:
+    """Which top-level element of a resource (inside a Bundle's entries too) the model classes
+    cannot read: each is tried on its own."""
+    from pydantic import ValidationError
+
+    for key, value in resource.items():
+        if key == "resourceType":
+            continue
+        try:
+            model.model_validate({"resourceType": resource["resourceType"], key: value})
+        except ValidationError:
+            continue
+        except VALIDATOR_FAILURES:
+            where = f"{path}.{key}"
+            if key == "entry" and isinstance(value, list):
+                for index, entry in enumerate(value):
+                    inner = entry.get("resource") if isinstance(entry, dict) else None
+                    if isinstance(inner, dict) and _is_resource_type(inner.get("resourceType")):
+                        found = _unreadable_element(
+                            _model(inner["resourceType"]), inner, f"{where}[{index}].resource"
+                        )
+                        if found:
+                            return found
+            return where
+    return None
 
 
 @bp.put("/Task/<task_id>")
@@ -255,12 +292,7 @@ def update_task(task_id: str) -> Response:
             "conflict",
             f"Task/{task_id} is at version {version}, not {wanted}: read it again, then update.",
         )
-    try:
-        form = tasks.update_form(incoming, current, procedures.procedure_code_for(key))
-    except tasks.FhirProblem as problem:
-        raise FhirError(
-            problem.status, problem.code, problem.diagnostics, problem.expression
-        ) from None
+    form = tasks.update_form(incoming, current, procedures.procedure_code_for(key))
     from referrals.errors import InvalidInput
     from referrals.loop.lifecycle import Refusal
 
@@ -332,16 +364,10 @@ def create_procedure() -> Response:
     ServiceRequest), kept as the Task's outcome without moving the Task: 201 with a Location,
     or 200 with the same Procedure for a retry."""
     from referrals.fhir import procedures
-    from referrals.fhir.tasks import FhirProblem
 
     require("Procedure", "write")
     incoming = _body("Procedure")  # an id sent is ignored, as FHIR create says: ours is the Task's
-    try:
-        form = procedures.procedure_form(incoming, base_url())
-    except FhirProblem as problem:
-        raise FhirError(
-            problem.status, problem.code, problem.diagnostics, problem.expression
-        ) from None
+    form = procedures.procedure_form(incoming, base_url())
     resource, created = procedures.record_procedure(actor(), form, base_url())
     location = f"{base_url()}/Procedure/{resource['id']}"
     return fhir_response(resource, 201 if created else 200, {"Location": location})
@@ -385,18 +411,12 @@ def transaction() -> Response:
     before answer `200 OK` with what the first request made, so a retry never duplicates."""
     from referrals.errors import InvalidInput
     from referrals.fhir import reads
-    from referrals.fhir.tasks import FhirProblem
     from referrals.fhir.transactions import parse_transaction
     from referrals.loop.intake import receive_referral
 
     authenticate()
     body = _body("Bundle")
-    try:
-        parsed = parse_transaction(body, base_url())
-    except FhirProblem as problem:
-        raise FhirError(
-            problem.status, problem.code, problem.diagnostics, problem.expression
-        ) from None
+    parsed = parse_transaction(body, base_url())
     _require_each(parsed.types, "c")
     try:
         received = receive_referral(actor(), parsed.incoming)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import re
 import secrets
 import uuid
@@ -34,6 +35,8 @@ from referrals.auth.roles import OrgKind, Permission, Role
 from referrals.auth.service import organization_named
 from referrals.db import Base, transaction, utcnow
 from referrals.errors import Forbidden, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
 
 TOKEN_PATH = "/oauth/token"
 TOKEN_LIFETIME = 300  # seconds an access token lasts
@@ -704,6 +707,48 @@ def _slow_down(ip: str | None) -> Response | None:
     response = _json(error.body(), 429)
     response.headers["Retry-After"] = str(wait)
     return response
+
+
+def serves(path: str) -> bool:
+    """Whether a request path is the authorization server's (the token endpoint's)."""
+    return path == "/oauth" or path.startswith("/oauth/")
+
+
+def error_response(error: Exception) -> Response:
+    """Any other failure at the token endpoint (a method it does not take, a body too large,
+    an unknown path, a fault of ours), as RFC 6749 §5.2 JSON, never a page."""
+    from werkzeug.exceptions import HTTPException
+
+    from referrals.errors import ServiceError
+    from referrals.fhir.outcomes import where
+
+    if isinstance(error, OAuthError):
+        return _json(error.body(), error.status_code)
+    if isinstance(error, ServiceError):
+        return _json(
+            {"error": "invalid_request", "error_description": error.message}, error.status_code
+        )
+    if isinstance(error, HTTPException) and error.code is not None and error.code < 500:
+        response = _json(
+            {"error": "invalid_request", "error_description": error.description or error.name},
+            error.code,
+        )
+        for name, value in error.get_headers():
+            if name.lower() in {"allow", "retry-after"}:
+                response.headers[name] = value
+        return response
+    cause = getattr(error, "original_exception", None) or error
+    log.error(
+        "OAuth %s %s failed: %s at %s",
+        request.method,
+        request.path,
+        type(cause).__name__,
+        where(cause),
+    )
+    return _json(
+        {"error": "server_error", "error_description": "The server could not answer; try later."},
+        500,
+    )
 
 
 @bp.post(TOKEN_PATH)

@@ -11,7 +11,9 @@ polling.
   `_criteria` narrow it to the client's own organisation as owner, requester or performer
   (several filters must all match); `rest-hook` channel, `application/fhir+json` payload,
   `id-only` or `empty` content (never the resource itself: minimum necessary). The channel's
-  headers go with every notification and are never shown back.
+  headers go with every notification and are never shown back. The endpoint is a public https
+  address, or an origin SUBSCRIPTION_ALLOWED_ENDPOINTS names (`endpoints`): checked when the
+  Subscription is stored and again before each delivery, the handshake included.
 - Delivery is an outbox job: a handshake when the Subscription is stored (2xx makes it
   `active`), then one `event-notification` per event, numbered per Subscription. A delivery
   that runs out of tries puts the Subscription in `error`; the next one that arrives makes it
@@ -26,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import requests
 from flask import Blueprint, Flask, Response, current_app
@@ -35,10 +37,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from referrals import audit, jobs
 from referrals.db import Base, transaction, utcnow
-from referrals.errors import ServiceError
-from referrals.fhir import api
-from referrals.fhir.api import FhirError, actor, base_url, fhir_response, require
+from referrals.fhir import api, endpoints, outcomes
+from referrals.fhir.api import actor, require
 from referrals.fhir.oauth import ApiClient
+from referrals.fhir.outcomes import FhirError, base_url, fhir_response
 from referrals.loop.models import Referral, ReferralEvent
 
 # Our topics' canonical URLs: identifiers, the same on every deployment.
@@ -74,6 +76,7 @@ TIMEOUT = 10.0  # seconds a subscriber has to answer a notification
 OUR_HEADERS = {"content-type", "content-length", "host", "transfer-encoding", "connection"}
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
 _ORG_REFERENCE = re.compile(r"Organization/([0-9a-fA-F-]{36})")
+ENDPOINT = "Subscription.channel.endpoint"
 
 
 class FhirSubscription(Base):
@@ -167,11 +170,9 @@ def _instant(value: object, expression: str) -> datetime:
     return parsed
 
 
-def parse_subscription(
-    body: dict[str, Any], org_id: uuid.UUID, base: str, *, https_only: bool
-) -> SubscriptionForm:
+def parse_subscription(body: dict[str, Any], org_id: uuid.UUID, base: str) -> SubscriptionForm:
     """A Backport R4 Subscription, as we offer them, or the FhirError saying which element we
-    cannot honour."""
+    cannot honour. Where its endpoint may be is `endpoints.vet`'s to say."""
     topic = body.get("criteria")
     if topic not in TOPICS:
         raise _refuse(
@@ -189,19 +190,11 @@ def parse_subscription(
             f"channel.type {channel.get('type')!r} is not offered: rest-hook only.",
             "Subscription.channel.type",
         )
-    endpoint = str(channel.get("endpoint") or "")
-    parts = urlsplit(endpoint)
-    schemes = ("https",) if https_only else ("https", "http")
-    if parts.scheme not in schemes or not parts.hostname or len(endpoint) > 500:
+    endpoint = channel.get("endpoint")
+    if not isinstance(endpoint, str) or len(endpoint) > endpoints.MAX_LENGTH:
         raise _refuse(
-            f"channel.endpoint must be an {' or '.join(schemes)} URL (500 characters at most).",
-            "Subscription.channel.endpoint",
-        )
-    if https_only and not public_host(parts.hostname):
-        raise _refuse(
-            "channel.endpoint must be a public address on the internet, not a private, "
-            "loopback or link-local one.",
-            "Subscription.channel.endpoint",
+            f"channel.endpoint must be an https URL ({endpoints.MAX_LENGTH} characters at most).",
+            ENDPOINT,
         )
     if channel.get("payload") != FHIR_JSON:
         raise _refuse(f"channel.payload must be {FHIR_JSON}.", "Subscription.channel.payload")
@@ -531,40 +524,33 @@ class DeliveryFailed(Exception):
     """The subscriber did not take a notification: the outbox tries again later."""
 
 
-def public_host(hostname: str) -> bool:
-    """Whether every address the name resolves to is a public one: notifications never go to
-    our own network (loopback, private, link-local, reserved) on a partner's say-so."""
-    import ipaddress
-    import socket
-
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(hostname, None)}
-    except (OSError, UnicodeError):
-        return False
-    return bool(addresses) and all(
-        ipaddress.ip_address(address.split("%")[0]).is_global for address in addresses
-    )
+def checked_endpoint(endpoint: str) -> endpoints.Vetted:
+    """The endpoint, if notifications may go there (a public https address, or an origin
+    SUBSCRIPTION_ALLOWED_ENDPOINTS names), resolved once; EndpointRefused says why not."""
+    allowed = current_app.config["SETTINGS"].subscription_allowed_origins()
+    return endpoints.vet(endpoint, allowed)
 
 
 def _post(endpoint: str, bundle: dict[str, Any], headers: list[str], what: str) -> None:
-    if current_app.config["SETTINGS"].env == "production":
-        host = urlsplit(endpoint).hostname or ""
-        if not public_host(host):
-            raise DeliveryFailed(f"{what} to {endpoint}: not a public address; not sent")
+    """Send one notification, after checking its endpoint again (DNS may have changed since
+    the Subscription was stored), to the address that was checked."""
+    try:
+        vetted = checked_endpoint(endpoint)
+    except endpoints.EndpointRefused as refused:
+        raise DeliveryFailed(f"{what} to {endpoint} not sent: {refused}") from None
     sent = {"Content-Type": f"{FHIR_JSON}; charset=utf-8", "Accept": FHIR_JSON}
     for line in headers:
         name, _, value = line.partition(":")
         sent[name.strip()] = value.strip()
+    body = json.dumps(bundle, separators=(",", ":")).encode()
     try:
-        answer = requests.post(
-            endpoint,
-            data=json.dumps(bundle, separators=(",", ":")).encode(),
-            headers=sent,
-            timeout=TIMEOUT,
-            allow_redirects=False,
-        )
+        answer = endpoints.post(vetted, body, sent, TIMEOUT)
     except requests.RequestException as err:
         raise DeliveryFailed(f"{what} to {endpoint}: no answer ({type(err).__name__})") from None
+    if 300 <= answer.status_code < 400:
+        raise DeliveryFailed(
+            f"{what} to {endpoint}: HTTP {answer.status_code}; redirects are not followed"
+        )
     if not 200 <= answer.status_code < 300:
         raise DeliveryFailed(f"{what} to {endpoint}: HTTP {answer.status_code}")
 
@@ -628,8 +614,7 @@ def notify_job(session: Session, payload: dict) -> None:
 
 bp = Blueprint("fhir_subscriptions", __name__, url_prefix="/fhir")
 bp.before_request(api._negotiate)
-bp.register_error_handler(FhirError, api._fhir_error)
-bp.register_error_handler(ServiceError, api._service_error)
+bp.register_error_handler(Exception, outcomes.answer)
 
 
 @bp.post("/Subscription")
@@ -637,8 +622,7 @@ def create() -> Response:
     """Subscribe to a topic: 201 with the Subscription, `requested` until the handshake."""
     require("Subscription", "c")
     body = api._body("Subscription")
-    https_only = current_app.config["SETTINGS"].env == "production"
-    form = parse_subscription(body, actor().org_id, base_url(), https_only=https_only)
+    form = parse_subscription(body, actor().org_id, base_url())
     resource_type = TOPICS[form.topic]
     if not actor().allows(resource_type, "r"):
         raise FhirError(
@@ -647,6 +631,10 @@ def create() -> Response:
             f"The token's scopes do not allow reading {resource_type}: its notifications "
             "would name resources the client cannot read.",
         )
+    try:
+        checked_endpoint(form.endpoint)
+    except endpoints.EndpointRefused as refused:
+        raise _refuse(f"channel.endpoint: {refused}", ENDPOINT) from None
     resource = create_subscription(form, base_url())
     location = f"{base_url()}/Subscription/{resource['id']}"
     return fhir_response(resource, 201, {"Location": location})

@@ -339,6 +339,17 @@ def _first_name(resource: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _given(name: dict[str, Any]) -> list[str]:
+    """A HumanName's given names. FHIR JSON lets a list of primitives hold null where only an
+    extension (in `_given`) is sent: no name there."""
+    return [given for given in name.get("given") or [] if isinstance(given, str) and given]
+
+
+def _full_name(name: dict[str, Any]) -> str:
+    """Given names, then the family name."""
+    return " ".join([*_given(name), name.get("family") or ""]).strip()
+
+
 def _language(resource: dict[str, Any]) -> str:
     """Our code for the preferred language: the first subtag we text in, or English."""
     communications = [c for c in resource.get("communication") or [] if isinstance(c, dict)]
@@ -379,10 +390,7 @@ def _guardian(resource: dict[str, Any], path: str, warnings: list[str]) -> dict[
             for coding in concept.get("coding") or []:
                 relationship = RELATED_PERSON_CODES.get(coding.get("code"), relationship)
         name = contact.get("name") or {}
-        text = (
-            name.get("text")
-            or " ".join([*(name.get("given") or []), name.get("family") or ""]).strip()
-        )
+        text = name.get("text") or _full_name(name)
         if text:
             return {
                 "guardian_name": text,
@@ -416,7 +424,7 @@ def _patient_part(
     name = _first_name(resource)
     postal = str((resource.get("address") or [{}])[0].get("postalCode") or "")
     form: dict[str, object] = {
-        "given_name": " ".join(name.get("given") or []),
+        "given_name": " ".join(_given(name)),
         "family_name": name.get("family") or "",
         "birth_date": resource.get("birthDate") or "",
         "gender": resource.get("gender") or "unknown",
@@ -584,7 +592,7 @@ def _consent_giver(
     patient_name = ""
     if patient_entry is not None:
         name = _first_name(patient_entry.resource)
-        patient_name = " ".join([*(name.get("given") or []), name.get("family") or ""]).strip()
+        patient_name = _full_name(name)
     for performer in resource.get("performer") or []:
         if not isinstance(performer, dict):
             continue

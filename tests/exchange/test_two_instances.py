@@ -177,6 +177,9 @@ def two_instances(
     a, b = Instance("a", tmp_path), Instance("b", tmp_path)
     a.env.update(env)
     b.env.update(env)
+    # Both on 127.0.0.1: each may notify the other only because the settings name it.
+    a.env["SUBSCRIPTION_ALLOWED_ENDPOINTS"] = b.url
+    b.env["SUBSCRIPTION_ALLOWED_ENDPOINTS"] = a.url
     a.mode = mode
     on_b = b.setup("b")
     on_a = a.setup("a")

@@ -4,6 +4,7 @@ numbered id-only notifications delivered by the outbox with its retries."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -40,11 +41,12 @@ def token(app, world: World, org: str, scope: str = SCOPES) -> str:
 
 class Receiver:
     """A subscriber's endpoint on 127.0.0.1: records each POST; answers 500 to the first
-    `failures` it gets."""
+    `failures` it gets, or a redirect to `redirect_to`."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.failures = 0
+        self.redirect_to: str | None = None
         self._lock = threading.Lock()
         receiver = self
 
@@ -58,7 +60,11 @@ class Receiver:
                         receiver.received.append(
                             {"headers": dict(self.headers), "bundle": json.loads(body)}
                         )
-                self.send_response(500 if failing else 200)
+                if receiver.redirect_to and not failing:
+                    self.send_response(307)
+                    self.send_header("Location", receiver.redirect_to)
+                else:
+                    self.send_response(500 if failing else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -66,7 +72,8 @@ class Receiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/notify"
+        self.origin = f"http://127.0.0.1:{self._server.server_port}"
+        self.url = f"{self.origin}/notify"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -79,9 +86,20 @@ class Receiver:
         self._server.server_close()
 
 
+def allow(app, monkeypatch: pytest.MonkeyPatch, *origins: str) -> None:
+    """SUBSCRIPTION_ALLOWED_ENDPOINTS names these origins (none: the default, empty)."""
+    settings = dataclasses.replace(
+        app.config["SETTINGS"], subscription_allowed_endpoints=",".join(origins)
+    )
+    monkeypatch.setitem(app.config, "SETTINGS", settings)
+
+
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(app, monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """A subscriber's endpoint on the loopback, which the settings allow, as a developer's
+    set-up would."""
     endpoint = Receiver()
+    allow(app, monkeypatch, endpoint.origin)
     yield endpoint
     endpoint.close()
 
@@ -387,21 +405,90 @@ def test_the_capability_statement_names_our_topics(app) -> None:
     assert_valid_r4(statement)
 
 
-@pytest.mark.pure
+# --- where notifications may go (the checks themselves: test_subscription_endpoints.py) -------
+
+
 @pytest.mark.parametrize(
-    ("host", "public"),
+    ("endpoint", "words"),
     [
-        ("127.0.0.1", False),
-        ("localhost", False),
-        ("10.1.2.3", False),
-        ("192.168.0.10", False),
-        ("169.254.169.254", False),
-        ("::1", False),
-        ("8.8.8.8", True),
-        ("no-such-host.invalid", False),
+        ("http://127.0.0.1:{port}/notify", "must be an https URL"),
+        ("https://127.0.0.1:{port}/notify", "127.0.0.1 is a loopback address"),
+        ("https://2130706433:{port}/notify", "resolves to a loopback address"),
+        ("https://0x7f000001:{port}/notify", "resolves to a loopback address"),
+        ("https://0177.0.0.1:{port}/notify", "resolves to a loopback address"),
+        ("https://0.0.0.0:{port}/notify", "unspecified address"),
+        ("https://169.254.169.254/latest/meta-data/", "link-local address"),
+        ("https://[::1]:{port}/notify", "loopback address"),
+        ("https://[::ffff:127.0.0.1]:{port}/notify", "loopback address"),
+        ("https://10.0.0.8/notify", "private address"),
+        ("https://localhost:{port}/notify", "resolves to a loopback address"),
     ],
 )
-def test_only_public_addresses_are_notified_in_production(host: str, public: bool) -> None:
-    from referrals.fhir.subscriptions import public_host
+def test_an_endpoint_inside_our_network_is_refused_in_every_environment(
+    app, world: World, endpoint: str, words: str
+) -> None:
+    """A development or test set-up (this app runs as `test`) refuses them as production does;
+    nothing reaches a listener there, even with the header the client chose."""
+    listener = Receiver()  # on the loopback, not allowed
+    try:
+        bearer = token(app, world, "food", SCOPES)
+        url = endpoint.format(port=listener.origin.rsplit(":", 1)[1])
+        response = post(app, subscription(url), bearer)
+        assert response.status_code == 422, response.get_json()
+        issue = outcome(response).issue[0]
+        assert issue.expression == ["Subscription.channel.endpoint"]
+        assert words in issue.diagnostics
+        assert db.session().scalar(select(subs.FhirSubscription)) is None
+        drain()
+        assert listener.received == []
+    finally:
+        listener.close()
 
-    assert public_host(host) is public
+
+def test_only_the_origin_the_settings_name_may_be_local(
+    app, world: World, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bearer = token(app, world, "food", SCOPES)
+    port = int(receiver.origin.rsplit(":", 1)[1])
+    for other in (
+        f"http://127.0.0.1:{port + 1}/notify",
+        f"http://localhost:{port}/notify",
+        f"http://2130706433:{port}/notify",
+    ):
+        response = post(app, subscription(other), bearer)
+        assert response.status_code == 422, other
+    assert post(app, subscription(receiver.url), bearer).status_code == 201
+
+
+def test_the_endpoint_is_checked_again_at_each_delivery(
+    app, world: World, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Allowed when stored, not when the handshake goes: nothing is sent, and after the tries
+    the Subscription is in error, saying why."""
+    bearer = token(app, world, "food", SCOPES)
+    response = post(app, subscription(receiver.url), bearer)
+    assert response.status_code == 201
+    allow(app, monkeypatch)  # the setting no longer names it
+    drain()
+    assert receiver.received == []
+    status = status_of(app, response.get_json()["id"], bearer)
+    assert status["status"] == "error"
+    assert "not sent: it must be an https URL" in status["error"]["text"]
+
+
+def test_a_redirect_is_not_followed(
+    app, world: World, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = Receiver()
+    try:
+        allow(app, monkeypatch, receiver.origin, elsewhere.origin)
+        receiver.redirect_to = elsewhere.url
+        bearer = token(app, world, "food", SCOPES)
+        sub_id = post(app, subscription(receiver.url), bearer).get_json()["id"]
+        drain()
+        assert elsewhere.received == []
+        status = status_of(app, sub_id, bearer)
+        assert status["status"] == "error"
+        assert "HTTP 307; redirects are not followed" in status["error"]["text"]
+    finally:
+        elsewhere.close()

@@ -543,6 +543,29 @@ def test_what_the_sender_leaves_unsaid_or_gets_wrong_is_taken_sensibly(app, worl
     )
 
 
+def test_a_given_name_sent_as_null_with_only_its_extension_is_no_name(app, world: World) -> None:
+    """FHIR JSON lets a list of primitives hold null where `_given` carries only an extension
+    (here: the name is masked); the other given names are the patient's."""
+    bundle = referral_bundle(world)
+    name = bundle["entry"][0]["resource"]["name"][0]
+    name["given"] = [None, "Lucia"]
+    name["_given"] = [
+        {
+            "extension": [
+                {
+                    "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                    "valueCode": "masked",
+                }
+            ]
+        },
+        None,
+    ]
+    response = post(app, bundle, token(app, world))
+    assert response.status_code == 200, response.get_json()
+    stored = db.session().scalar(select(Patient).where(Patient.family_name == "Reyes"))
+    assert stored.given_name == "Lucia"
+
+
 def test_representation_is_returned_when_asked(app, world: World) -> None:
     bearer = token(app, world)
     response = post(app, referral_bundle(world), bearer, Prefer="return=representation")
