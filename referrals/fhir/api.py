@@ -447,7 +447,10 @@ def transaction() -> Response:
         }
         if version:
             answer["etag"] = f'W/"{version}"'
-        warnings = parsed.warnings.get(entry.index)
+        warnings = [
+            *parsed.warnings.get(entry.index, []),
+            *received.warnings.get(entry.resource_type, []),
+        ]
         if warnings and entry.resource_type in received.created:
             answer["outcome"] = {
                 "resourceType": "OperationOutcome",

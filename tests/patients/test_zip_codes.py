@@ -125,3 +125,10 @@ def test_a_fhir_referral_with_an_unknown_zip_lands_without_it(app, world):
     assert response.status_code == 200, response.get_json()
     patient = db.session().get(Patient, uuid.UUID(answer_ids(response)["Patient"]))
     assert patient.zip_code == ""
+    # The partner is told what was left out, on the Patient's entry of the answer.
+    [patient_entry] = [
+        e for e in response.get_json()["entry"] if e["response"]["location"].startswith("Patient/")
+    ]
+    [issue] = patient_entry["response"]["outcome"]["issue"]
+    assert issue["severity"] == "warning"
+    assert "99999" in issue["diagnostics"] and "not kept" in issue["diagnostics"]
