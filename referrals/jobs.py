@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import secrets
 import socket
 import threading
 import uuid
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import Index, String, Text, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from referrals.db import Base, db, transaction, utcnow
@@ -100,13 +102,30 @@ def handler(kind: str, *, on_dead: DeadHandler | None = None) -> Callable[[Handl
 def enqueue(
     session: Session, kind: str, payload: dict, dedupe_key: str, *, max_attempts: int = 8
 ) -> Job:
-    """Add a job to the caller's transaction, unless one with this key was ever enqueued."""
+    """Add a job to the caller's transaction, unless one with this key was ever enqueued (also
+    by another process at the same moment: the key is unique, and the second insert yields)."""
     existing = session.scalar(select(Job).where(Job.dedupe_key == dedupe_key))
     if existing is not None:
         return existing
-    job = Job(kind=kind, payload=payload, dedupe_key=dedupe_key, max_attempts=max_attempts)
-    session.add(job)
-    session.flush()
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(Job)
+    session.execute(
+        insert.values(
+            id=uuid.uuid4(),
+            kind=kind,
+            payload=payload,
+            dedupe_key=dedupe_key,
+            status=QUEUED,
+            attempts=0,
+            max_attempts=max_attempts,
+            run_after=utcnow(),
+            last_error="",
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
+    job = session.scalar(select(Job).where(Job.dedupe_key == dedupe_key))
+    assert job is not None, f"job {dedupe_key} neither made nor found"
     return job
 
 
@@ -123,7 +142,11 @@ def describe_error(exc: BaseException) -> str:
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """host:pid and a few random characters: containers may share a host name and a pid."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{_INSTANCE}"
+
+
+_INSTANCE = secrets.token_hex(3)
 
 
 class Worker(Base):
@@ -132,7 +155,7 @@ class Worker(Base):
 
     __tablename__ = "workers"
 
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)  # host:pid
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)  # host:pid:random
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     stopped_at: Mapped[datetime | None]
@@ -260,9 +283,8 @@ def _run(job_id: uuid.UUID, name: str) -> str:
         return "lost"
     except Defer as later:
         session.rollback()
-        job = session.get(Job, job_id)
-        if job is None or job.locked_by != name:
-            session.rollback()
+        job = _still_mine(session, job_id, name)
+        if job is None:
             return "lost"
         job.status, job.run_after = QUEUED, later.until
         job.attempts = max(0, job.attempts - 1)  # waiting is not failing
@@ -273,9 +295,8 @@ def _run(job_id: uuid.UUID, name: str) -> str:
         return "deferred"
     except Exception as exc:  # every failure is recorded; none stops the worker
         session.rollback()
-        job = session.get(Job, job_id)
-        if job is None or job.locked_by != name:
-            session.rollback()
+        job = _still_mine(session, job_id, name)
+        if job is None:
             return "lost"
         job.last_error = describe_error(exc)
         job.locked_by = job.locked_until = None
@@ -303,6 +324,16 @@ def _run(job_id: uuid.UUID, name: str) -> str:
         return job.status
     finally:
         db.session.remove()
+
+
+def _still_mine(session: Session, job_id: uuid.UUID, name: str) -> Job | None:
+    """The job, locked until the caller commits its outcome, if this worker still holds it;
+    else None (and nothing is held): another worker took it up and owns its outcome now."""
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None or job.status != RUNNING or job.locked_by != name:
+        session.rollback()
+        return None
+    return job
 
 
 def _gave_up(session: Session, job: Job, error: str) -> None:
@@ -391,11 +422,15 @@ def run_worker(
     """Run jobs as they fall due until `stop` is set; the job running then is finished first."""
     name = worker_name()
     _register(name)
-    run_start_hooks()
     heartbeat = Heartbeat(name, lease)
     heartbeat.start()
     log.info("worker %s started", name)
     try:
+        try:
+            run_start_hooks()
+        except Exception:  # e.g. the database away for a moment: the jobs still run
+            log.exception("worker %s: a start hook failed", name)
+            db.session.remove()
         while not stop.is_set():
             try:
                 job_id = claim_next(db.session(), name, lease)
@@ -407,7 +442,12 @@ def run_worker(
             if job_id is None:
                 stop.wait(poll_seconds)
                 continue
-            run_job(job_id, name, lease)
+            try:
+                run_job(job_id, name, lease)
+            except Exception:  # its outcome could not be recorded: the lease runs out
+                log.exception("worker %s could not record the outcome of job %s", name, job_id)
+                db.session.remove()
+                stop.wait(poll_seconds)
     finally:
         heartbeat.stopping.set()
         heartbeat.join(timeout=10)

@@ -209,3 +209,92 @@ def test_postgres_workers_skip_each_others_claimed_rows(app):
     first.rollback()
     assert len(held) == 2
     assert claimed[2] is None and not set(held) & set(claimed[:2])
+
+
+def test_a_failure_after_the_job_was_taken_over_leaves_the_new_owner_alone():
+    @jobs.handler("test.taken-then-fails")
+    def _fails(session, _payload):
+        session.commit()
+        other = db.session.session_factory()  # another worker takes the job over meanwhile
+        try:
+            other.execute(update(Job).values(locked_by="new-owner"))
+            other.commit()
+        finally:
+            other.close()
+        raise ConnectionError("provider unavailable")
+
+    with transaction() as session:
+        enqueue(session, "test.taken-then-fails", {}, "taken")
+    job_id = jobs.claim_next(db.session(), "old-owner", LEASE)
+    db.session.remove()
+    assert jobs.run_job(job_id, "old-owner", LEASE) == "lost"
+    job = _job()
+    assert (job.status, job.locked_by, job.last_error) == (jobs.RUNNING, "new-owner", "")
+
+
+def test_the_same_key_enqueued_by_two_transactions_at_once_makes_one_job(app):
+    if not db.is_postgres:
+        pytest.skip("SQLite serialises writers; the race needs PostgreSQL")
+    import threading
+
+    barrier = threading.Barrier(2)
+    made: list = []
+    errors: list = []
+
+    def start() -> None:
+        session = db.session.session_factory()
+        try:
+            barrier.wait()
+            made.append(enqueue(session, "test.flaky", {}, "two-at-once").id)
+            session.commit()
+        except Exception as exc:  # what this test looks for
+            errors.append(exc)
+        finally:
+            session.close()
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == [] and len(made) == 2 and made[0] == made[1]
+
+
+def test_a_worker_whose_start_hook_fails_still_runs_jobs():
+    import threading
+
+    from referrals.jobs import START_HOOKS, run_worker
+
+    stop = threading.Event()
+
+    def broken(_session) -> None:
+        raise ConnectionError("database away for a moment")
+
+    @jobs.handler("test.after-broken-hook")
+    def _ran(_session, _payload):
+        stop.set()
+
+    with transaction() as session:
+        enqueue(session, "test.after-broken-hook", {}, "after-hook")
+    START_HOOKS.append(broken)
+    try:
+        run_worker(0.01, stop, lease=timedelta(seconds=3))
+    finally:
+        START_HOOKS.remove(broken)
+    assert _job().status == DONE
+
+
+def test_two_workers_in_one_pid_namespace_have_different_names():
+    import subprocess
+    import sys
+
+    names = {
+        subprocess.run(
+            [sys.executable, "-c", "from referrals.jobs import worker_name; print(worker_name())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for _ in range(2)
+    }
+    assert len(names) == 2
