@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import requests
@@ -74,6 +74,9 @@ def error_text(code: int | str | None) -> str:
 class Gateway(Protocol):
     name: str
     sender: str  # the From number or Messaging Service: what sending is paced by
+    # After a hand-over whose answer never came, how long until the provider surely lists the
+    # text if it took it (a request it was still working on when we stopped waiting).
+    settle_time: timedelta
 
     def send(self, to: str, body: str, *, status_callback: str | None, validity: int) -> str:
         """Hand the message to the provider; return the provider's message id."""
@@ -88,6 +91,7 @@ class Gateway(Protocol):
 class ConsoleGateway:
     name = "console"
     sender = "console"
+    settle_time = timedelta(0)
 
     def send(self, to: str, body: str, *, status_callback: str | None, validity: int) -> str:
         provider_id = f"console-{uuid.uuid4().hex[:16]}"
@@ -112,6 +116,8 @@ class TwilioGateway:
         self.messaging_service_sid = settings.twilio_messaging_service_sid or None
         self.from_number = None if self.messaging_service_sid else settings.twilio_from_number
         self.sender = self.messaging_service_sid or self.from_number or ""
+        # Twilio answers (or gives up on) a request well within three of our timeouts.
+        self.settle_time = timedelta(seconds=3 * settings.twilio_timeout_seconds)
 
     def send(self, to: str, body: str, *, status_callback: str | None, validity: int) -> str:
         try:

@@ -131,6 +131,9 @@ def send_notice(session: Session, payload: dict) -> None:
         # The row exists before the provider is called: a rerun finds it.
         session.commit()
     if message.status in FINAL or message.status == SENT:
+        # Settled meanwhile (a status callback said Twilio has it): the number is free.
+        _free_number(session, message)
+        session.commit()
         return
     deliver(session, message, gateway, settings)
 
@@ -197,9 +200,10 @@ def deliver(session: Session, message: Message, gateway: Gateway, settings: Sett
     """Move one queued (or interrupted) message on: find it at the provider if it may be there,
     expire it, hold it for quiet hours or the sender's pace, or hand it over."""
     if message.status == SENDING:
-        # The last hand-over's answer never came: the provider may have the text.
+        # The last hand-over's answer never came: the provider may have the text (and may have
+        # told us so already, in a status callback that named this message).
         message.uncertain = True
-        found = _look_up(session, message, gateway)
+        found = message.provider_id or _look_up(session, message, gateway)
         if found is not None:
             _sent(session, message, found)
             return
@@ -225,6 +229,8 @@ def deliver(session: Session, message: Message, gateway: Gateway, settings: Sett
         _settle(session, message, QUEUED)  # the old number is free
         message.to_phone, message.recipient_kind = now_to.phone, now_to.kind
         message.language, message.body = text_language(now_to.language), ""
+        # A new number's look-ups start from the first hand-over to it.
+        message.handed_over_at, message.uncertain = None, False
     number = session.get(SmsNumber, message.to_phone) if message.to_phone else None
     if number is not None and number.opted_out:
         _settle(session, message, SKIPPED)
@@ -240,7 +246,8 @@ def deliver(session: Session, message: Message, gateway: Gateway, settings: Sett
         raise jobs.Defer(until, "quiet hours")
 
     _take_turn(session, message, gateway.sender, settings)
-    _hand_over(session, message, referral, settings)
+    if not _hand_over(session, message, referral, settings):
+        return
     # Our id rides on the callback: a status can arrive before we have recorded Twilio's id.
     callback = f"{settings.public_base_url.rstrip('/')}/sms/status?message={message.id}"
     try:
@@ -270,10 +277,16 @@ def deliver(session: Session, message: Message, gateway: Gateway, settings: Sett
     _sent(session, message, provider_id)
 
 
-def _hand_over(session: Session, message: Message, referral: Referral, settings: Settings) -> None:
+def _hand_over(session: Session, message: Message, referral: Referral, settings: Settings) -> bool:
     """Commit that the message is being handed to the provider, while this worker still holds
-    the job and the number has no other text on its way: from now on it may be there."""
+    the job and the number has no other text on its way: from now on it may be there. False
+    when it must not go: the provider told us of it meanwhile (a late status callback)."""
     jobs.hold_lease(session)
+    session.refresh(message, with_for_update=True)
+    if message.provider_id is not None:
+        log.warning("message %s was found at the provider meanwhile: not sent again", message.id)
+        _sent(session, message, message.provider_id)
+        return False
     number = _take_number(session, message)
     if not message.body or not message.uncertain:
         # Written when it first goes (the first text to a number introduces us), and kept
@@ -296,6 +309,7 @@ def _hand_over(session: Session, message: Message, referral: Referral, settings:
     message.handed_over_at = message.handed_over_at or now
     message.attempts += 1
     session.commit()  # nothing is held open while the provider is called
+    return True
 
 
 def _take_number(session: Session, message: Message) -> SmsNumber:
@@ -350,6 +364,11 @@ def _settle(session: Session, message: Message, status: str) -> None:
     message.status = status
     if status in FINAL:
         message.status_at = utcnow()
+    _free_number(session, message)
+
+
+def _free_number(session: Session, message: Message) -> None:
+    """The message's number no longer waits for it."""
     if message.to_phone:
         number = session.get(
             SmsNumber, message.to_phone, with_for_update=True, populate_existing=True
@@ -364,6 +383,12 @@ def _look_up(session: Session, message: Message, gateway: Gateway) -> str | None
     clocks' possible difference) and owned by no other message can be it; the number has no
     other text on its way meanwhile, so nothing else fits."""
     _take_number(session, message)
+    # A request the provider was still working on when we stopped waiting may only show up in
+    # its list a little later: look once it surely would.
+    ready = (message.sending_at or message.created_at) + gateway.settle_time
+    if utcnow() < ready:
+        session.commit()
+        raise jobs.Defer(ready, "waiting until the provider would list the text")
     since = (message.handed_over_at or message.sending_at or message.created_at) - (
         PROVIDER_CLOCK_SKEW
     )

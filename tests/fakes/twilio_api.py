@@ -25,8 +25,9 @@ client turns into ``twilio.base.exceptions.TwilioRestException`` with ``.status`
 Scripted outcomes (:meth:`FakeTwilio.script`) are consumed in order by the next authorised
 create requests: ``"ok"``, ``"429"``, ``"500"`` (refused before the message is taken),
 ``"500-after"`` (the message is taken, then the answer is a 500), ``"21610"``, ``"21211"``,
-``"21614"`` and ``"slow"`` (the message is recorded first, then the answer waits
-``slow_seconds``). :meth:`FakeTwilio.chaos` instead fails a share of all requests at random
+``"21614"``, ``"slow"`` (the message is recorded first, then the answer waits
+``slow_seconds``) and ``"late"`` (the answer waits ``slow_seconds`` and only then is the message
+recorded: a request still being worked on when the client gave up). :meth:`FakeTwilio.chaos` instead fails a share of all requests at random
 in those transient ways, look-ups included.
 """
 
@@ -49,8 +50,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 API_VERSION = "2010-04-01"
-OUTCOMES = ("ok", "slow", "429", "500", "500-after", "21211", "21610", "21614")
-TRANSIENT = ("slow", "429", "500", "500-after")  # what chaos picks from
+OUTCOMES = ("ok", "slow", "late", "429", "500", "500-after", "21211", "21610", "21614")
+TRANSIENT = ("slow", "late", "429", "500", "500-after")  # what chaos picks from
 
 _E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 _LIST_PATH = re.compile(rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/Messages\.json$")
@@ -325,7 +326,7 @@ class FakeTwilio:
         self._check_account(account, path)
         to = str(form.get("To", ""))
         outcome = self._next_outcome()
-        if outcome not in ("ok", "slow", "500-after"):
+        if outcome not in ("ok", "slow", "late", "500-after"):
             raise _scripted_error(outcome, to)
         sender = form.get("From") or None
         service = form.get("MessagingServiceSid") or None
@@ -381,6 +382,8 @@ class FakeTwilio:
             "uri": f"{base}.json",
         }
         message = {**resource, "form": dict(form), "created_at": now}
+        if outcome == "late":
+            self._stopping.wait(self.slow_seconds)
         with self._lock:
             self._messages.append(message)
         hook = self.on_create

@@ -162,3 +162,75 @@ def test_a_certain_refusal_keeps_the_number_for_the_notice_that_tried(world, twi
     assert run_due_jobs() == {DONE: 2}  # the first, then its brother's
     assert _number().rest_until is None
     _each_text_once_with_its_own_id(twilio)
+
+
+def _posts(twilio: FakeTwilio) -> int:
+    return sum(1 for r in twilio.requests if r["method"] == "POST")
+
+
+def _looks(twilio: FakeTwilio) -> int:
+    return sum(1 for r in twilio.requests if r["method"] == "GET")
+
+
+def test_a_text_twilio_takes_after_we_gave_up_waiting_is_found_not_sent_again(world, twilio):
+    """Twilio was still working on the request when our timeout struck, and lists the text only
+    later. The look-up waits until Twilio surely would list it (three timeouts), then finds it."""
+    _siblings(world, 1)
+    twilio.script("late")
+    assert run_due_jobs() == {"queued": 1}
+    [message] = _messages()
+    assert message.status == "sending" and twilio.messages == []  # not listed yet
+    with transaction() as session:  # the retry falls due at once...
+        session.execute(update(Job).values(run_after=utcnow() - timedelta(seconds=1)))
+    assert run_due_jobs() == {"deferred": 1}  # ...but does not look yet
+    assert (_posts(twilio), _looks(twilio)) == (1, 0)
+    deadline = utcnow() + timedelta(seconds=10)
+    while not twilio.messages:  # time passes: Twilio finishes the request
+        assert utcnow() < deadline
+    make_due()
+    assert run_due_jobs() == {DONE: 1}
+    assert (_posts(twilio), _looks(twilio)) == (1, 1)
+    _each_text_once_with_its_own_id(twilio)
+
+
+def test_a_status_callback_naming_the_text_settles_it_without_a_look_up(world, app, twilio):
+    """Twilio took the text but its answer failed; its status callback, which carries our id,
+    arrived before the retry. The retry takes the id from it: no look-up, no second text."""
+    from tests.notify.test_sms_webhooks import post, status_form
+
+    _siblings(world, 1)
+    twilio.script("500-after")
+    assert run_due_jobs() == {"queued": 1}
+    [message] = _messages()
+    [taken] = twilio.messages
+    answer = post(app, f"/sms/status?message={message.id}", status_form(taken["sid"], "sent"))
+    assert answer.status_code == 204
+    make_due()
+    assert run_due_jobs() == {DONE: 1}
+    [message] = _messages()
+    assert (message.status, message.provider_id) == ("sent", taken["sid"])
+    assert (_posts(twilio), _looks(twilio)) == (1, 0)
+    assert _number().sending_id is None
+
+
+def test_a_callback_that_lands_after_the_look_up_missed_stops_the_second_hand_over(
+    world, app, twilio
+):
+    """The look-up missed (the text was refused before Twilio took it), the notice went back
+    to the queue, and then a callback named it: the hand-over checks the row under its lock."""
+    from tests.notify.test_sms_webhooks import post, status_form
+
+    _siblings(world, 1)
+    twilio.script("500")
+    assert run_due_jobs() == {"queued": 1}
+    [message] = _messages()
+    with transaction() as session:  # looked up, not found: queued again, as deliver leaves it
+        row = session.get(Message, message.id)
+        row.status = "queued"
+    answer = post(app, f"/sms/status?message={message.id}", status_form("SM" + "a" * 32, "sent"))
+    assert answer.status_code == 204
+    make_due()
+    assert run_due_jobs() == {DONE: 1}
+    [message] = _messages()
+    assert message.provider_id == "SM" + "a" * 32 and message.status == "sent"
+    assert _posts(twilio) == 1  # never handed over again

@@ -62,9 +62,12 @@ def timeline(referral_id, action: str = TEXT_NOT_DELIVERED) -> list[str]:
 
 
 def make_due() -> None:
-    """Every queued job is due now (as if its time had come)."""
+    """Every queued job is due now (as if its time had come), and a text whose hand-over got no
+    answer was handed over long enough ago to be looked up."""
     db.session.remove()
     db.session().execute(update(Job).values(run_after=utcnow() - timedelta(seconds=1)))
+    for message in db.session().scalars(select(Message).where(Message.status == "sending")):
+        message.sending_at -= timedelta(minutes=1)
     db.session().commit()
     db.session.remove()
 
