@@ -121,8 +121,7 @@ def enqueue(
             run_after=utcnow(),
             last_error="",
             created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        ).on_conflict_do_nothing(index_elements=["dedupe_key"])
     )
     job = session.scalar(select(Job).where(Job.dedupe_key == dedupe_key))
     assert job is not None, f"job {dedupe_key} neither made nor found"

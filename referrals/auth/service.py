@@ -103,7 +103,9 @@ def authenticate(
     address_key = throttle.throttle_key("login-address", email, limits.secret)
     checks = {address_key: limits.per_address}
     if attempt.ip:
-        network_key = throttle.throttle_key("login-network", attempt.ip, limits.secret)
+        network_key = throttle.throttle_key(
+            "login-network", throttle.network_of(attempt.ip), limits.secret
+        )
         checks[network_key] = limits.per_network
     anonymous = Actor(None, attempt.email.strip()[:200], None, "", None, None, attempt.ip)
     wait = throttle.take(checks, now)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
@@ -118,18 +119,36 @@ def _prune(now: datetime) -> None:
         session.execute(delete(ThrottleCounter).where(ThrottleCounter.key.in_(forgotten)))
 
 
-def token_request_wait(
-    client_id: str | None, ip: str | None, settings: Settings, now: datetime
-) -> int:
-    """Count a request for an access token under the client it names and its network address:
-    0 to go on, else the seconds to wait."""
-    limits = {}
-    if client_id:
-        key = throttle_key("token-client", client_id, settings.secret_key)
-        limits[key] = Limit(
-            settings.oauth_token_max_per_client, settings.oauth_token_window_seconds
-        )
-    if ip:
-        key = throttle_key("token-network", ip, settings.secret_key)
-        limits[key] = Limit(settings.oauth_token_max_per_ip, settings.oauth_token_window_seconds)
-    return take(limits, now)
+def token_network_wait(ip: str | None, settings: Settings, now: datetime) -> int:
+    """Count a request for an access token under its network address, before anything is
+    checked: 0 to go on, else the seconds to wait."""
+    if not ip:
+        return 0
+    key = throttle_key("token-network", network_of(ip), settings.secret_key)
+    return take(
+        {key: Limit(settings.oauth_token_max_per_ip, settings.oauth_token_window_seconds)}, now
+    )
+
+
+def token_client_wait(session: Session, client_id: str, settings: Settings, now: datetime) -> int:
+    """Count a token request of a client that proved who it is, in the caller's transaction:
+    0 to go on, else the seconds to wait. Only a proven client is counted, so nobody can use
+    up another client's allowance by naming it."""
+    key = throttle_key("token-client", client_id, settings.secret_key)
+    limit = Limit(settings.oauth_token_max_per_client, settings.oauth_token_window_seconds)
+    wait, _created = _take(session, {key: limit}, now)
+    return wait
+
+
+def network_of(ip: str) -> str:
+    """What one network counts as: an IPv4 address, or an IPv6 /64 (one home or host gets a
+    whole /64, so counting single IPv6 addresses lets one client rotate past its limit)."""
+    try:
+        address = ipaddress.ip_address(ip.split("%")[0])
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return str(address)

@@ -9,7 +9,6 @@ never the assertion or the token themselves."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import re
@@ -127,14 +126,19 @@ class UsedAssertion(Base):
 class OAuthError(Exception):
     """A refused token request, as RFC 6749 §5.2 answers it."""
 
-    def __init__(self, error: str, description: str, *, target: object = "") -> None:
+    def __init__(
+        self, error: str, description: str, *, target: object = "", retry_after: int = 0
+    ) -> None:
         super().__init__(f"{error}: {description}")
         self.error = error
         self.description = description
         self.target = str(target)[:64]  # what the audit entry is about (a client, if known)
+        self.retry_after = retry_after  # seconds, for slow_down
 
     @property
     def status_code(self) -> int:
+        if self.error == "slow_down":
+            return 429
         return 401 if self.error == "invalid_client" else 400
 
     def body(self) -> dict[str, str]:
@@ -582,6 +586,15 @@ def issue_token(
     with transaction() as session:
         try:
             client, claims = _authenticate(session, form, token_url, now)
+            settings = current_app.config["SETTINGS"]
+            wait = throttle.token_client_wait(session, client.client_id, settings, now)
+            if wait:
+                raise OAuthError(
+                    "slow_down",
+                    f"Too many token requests: try again in {wait} seconds.",
+                    target=client.client_id,
+                    retry_after=wait,
+                )
             _remember_jti(session, client, claims["jti"], claims["exp"], now)
             requested = _split_scopes(_param(form, "scope") or "")
             if not requested:
@@ -676,36 +689,27 @@ def _json(body: dict[str, Any], status: int) -> Response:
     return response
 
 
-def _claimed_client_id(form: Mapping[str, Any]) -> str | None:
-    """The client a token request says it is (its client_id, or its assertion's iss, unverified
-    yet): what its requests are counted under."""
-    claimed = form.get("client_id")
-    assertion = form.get("client_assertion")
-    if not claimed and isinstance(assertion, str) and len(assertion) <= MAX_ASSERTION_CHARS:
-        with contextlib.suppress(jwt.PyJWTError):
-            claimed = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
-    return claimed[:255] if isinstance(claimed, str) and claimed else None
-
-
 def _slow_down(ip: str | None) -> Response | None:
-    """429 for a client, or a network address, that asks for tokens too often (audited), in
-    RFC 6749 §5.2's shape with the token endpoint's `slow_down` code (RFC 8628 §3.5); None
-    when the request may go on."""
-    client_id = _claimed_client_id(request.form)
+    """429 for a network address that asks for tokens too often (audited), in RFC 6749 §5.2's
+    shape with the token endpoint's `slow_down` code (RFC 8628 §3.5); None when the request
+    may go on. A client that proved who it is is counted too, once proven (`issue_token`)."""
     settings = current_app.config["SETTINGS"]
-    wait = throttle.token_request_wait(client_id, ip, settings, utcnow())
+    wait = throttle.token_network_wait(ip, settings, utcnow())
     if not wait:
         return None
     error = refuse(
         OAuthError(
-            "slow_down",
-            f"Too many token requests: try again in {wait} seconds.",
-            target=client_id or "",
+            "slow_down", f"Too many token requests: try again in {wait} seconds.", retry_after=wait
         ),
         ip=ip,
     )
-    response = _json(error.body(), 429)
-    response.headers["Retry-After"] = str(wait)
+    return _oauth_error(error)
+
+
+def _oauth_error(error: OAuthError) -> Response:
+    response = _json(error.body(), error.status_code)
+    if error.retry_after:
+        response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 
@@ -765,7 +769,7 @@ def token() -> Response:
     try:
         body = issue_token(request.form, token_endpoint_url(), ip=ip)
     except OAuthError as err:
-        return _json(err.body(), err.status_code)
+        return _oauth_error(err)
     return _json(body, 200)
 
 

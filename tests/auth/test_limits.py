@@ -124,3 +124,20 @@ def test_past_the_limit_attempts_are_at_least_a_block_apart(
         past = times[attempts - 1 :]
         for earlier, later in itertools.pairwise(past):
             assert later - earlier >= timedelta(seconds=block)
+
+
+@pytest.mark.parametrize(
+    ("address", "network"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("not an address", "not an address"),
+    ],
+)
+def test_one_network_is_an_ipv4_address_or_an_ipv6_64(address, network):
+    from referrals.auth.throttle import network_of
+
+    assert network_of(address) == network
