@@ -180,8 +180,17 @@ def is_background_refresh() -> bool:
     return bool(request.htmx) and request.headers.get("HX-Trigger") in BACKGROUND_REFRESHERS
 
 
+def _machine_facing() -> bool:
+    """A request to the machine APIs (/fhir, /oauth) or the health checks: no session."""
+    return (
+        request.blueprint in MACHINE_FACING
+        or fhir_outcomes.serves(request.path)
+        or oauth.serves(request.path)
+    )
+
+
 def _idle_timeout() -> Response | None:
-    if request.endpoint in (None, "static") or request.blueprint in MACHINE_FACING:
+    if request.endpoint in (None, "static") or _machine_facing():
         return None  # no session is read or written for these
     if not current_user.is_authenticated:
         return None
@@ -234,8 +243,10 @@ class _PageSessions(SecureCookieSessionInterface):
     of the health checks never sets a cookie, whatever the request carried."""
 
     def save_session(self, app: Flask, session: Any, response: Response) -> None:
-        machine = fhir_outcomes.serves(request.path) or oauth.serves(request.path)
-        if machine or request.blueprint in MACHINE_FACING:
+        if _machine_facing():
+            # Nor any other cookie (flask-login's remember cookie, cleared when a browser's
+            # session is presented from elsewhere): these answers are for machines.
+            response.headers.remove("Set-Cookie")
             return
         super().save_session(app, session, response)
 

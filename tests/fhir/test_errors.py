@@ -92,6 +92,26 @@ def test_a_signed_in_browser_gets_no_cookie_from_the_fhir_api(app: Flask, world:
     assert browser.get("/inbox").status_code == 200  # the page session is unharmed
 
 
+def test_a_session_cookie_presented_from_elsewhere_gets_no_cookie_from_the_machine_apis(
+    app: Flask, world: World
+) -> None:
+    """A copied session (another browser, another address) makes the sign-in protection
+    clear cookies on the pages; the machine APIs and health checks never set or clear any."""
+    browser = WebClient(app.test_client())
+    browser.login(world, "food")
+    for path in ("/fhir/metadata", "/fhir/Task", "/readyz", "/healthz"):
+        response = browser.client.get(
+            path,
+            headers={"User-Agent": "another browser/1.0"},
+            environ_base={"REMOTE_ADDR": "203.0.113.99"},
+        )
+        assert "Set-Cookie" not in response.headers, (path, response.headers.get("Set-Cookie"))
+    response = browser.client.post(
+        "/oauth/token", data={}, headers={"User-Agent": "another browser/1.0"}
+    )
+    assert response.status_code == 400 and "Set-Cookie" not in response.headers
+
+
 @pytest.mark.parametrize(
     ("headers", "query"),
     [
