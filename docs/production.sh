@@ -2,7 +2,7 @@
 # How production runs: the README's Production section shows this file as it is, and CI's
 # production smoke stage runs it. Run it from the app's folder, in its virtual environment,
 # with the settings in the environment (REFERRALS_ENV=production, DATABASE_URL, SECRET_KEY,
-# PUBLIC_BASE_URL, TRUSTED_PROXIES... see Configuration).
+# AUDIT_KEY, PUBLIC_BASE_URL, TRUSTED_PROXIES... see Configuration).
 #
 #   docs/production.sh check     name every missing or unsafe setting; exit 1 if the app
 #                                would refuse to start

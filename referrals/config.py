@@ -190,8 +190,9 @@ class Settings:
         errors += config_problems(self)
         if self.log_format not in {"", "json", "text"}:
             errors.append(f"LOG_FORMAT={self.log_format!r}: use json or text.")
-        if self.worker_lease_seconds < 3:
-            errors.append("WORKER_LEASE_SECONDS must be at least 3.")
+        if not 3 <= self.worker_lease_seconds <= 120:
+            # A heartbeat every third of a lease: readiness wants one within each minute.
+            errors.append("WORKER_LEASE_SECONDS must be from 3 to 120.")
         try:
             self.subscription_allowed_origins()
         except RuntimeError as err:

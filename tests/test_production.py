@@ -94,6 +94,13 @@ def test_every_unsafe_production_setting_is_named_at_once(monkeypatch):
     assert "development" not in str(refused.value)  # never the advice to drop the guards
 
 
+def test_a_lease_the_heartbeat_cannot_renew_within_a_minute_is_refused(monkeypatch):
+    monkeypatch.setenv("REFERRALS_ENV", "development")
+    monkeypatch.setenv("WORKER_LEASE_SECONDS", "300")
+    with pytest.raises(ConfigError, match="WORKER_LEASE_SECONDS must be from 3 to 120"):
+        Settings.from_env()
+
+
 def test_check_config_reports_without_starting_the_app():
     refused = subprocess.run(
         [str(FLASK), "--app", "app", "check-config"],
