@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
@@ -27,6 +27,7 @@ from referrals.db import db
 from referrals.directory.hsds.schema import HSDS_VERSION, PROFILE_URL
 from referrals.directory.hsds.serialize import Serializer
 from referrals.directory.models import Attribute, Service, Taxonomy, TaxonomyTerm
+from referrals.text_values import utc_moment, whole_number
 
 bp = Blueprint("hsds", __name__, url_prefix="/hsds")
 
@@ -54,17 +55,18 @@ def _not_found(kind: str, raw_id: str) -> tuple[Response, int]:
 # ----- parameters --------------------------------------------------------------------------
 
 
-def _int_arg(name: str, default: int, low: int, high: int | None = None) -> int:
+def _int_arg(name: str, default: int, low: int, high: int = 10**9) -> int:
+    """A whole number in the digits 0-9 from `low` to `high` (a page past a billion would ask
+    the database for an offset it cannot hold)."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParameter(name, f"{raw!r} is not a whole number") from None
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise BadParameter(name, f"must be {bounds}, not {value}")
+    value = whole_number(raw, 10**12)
+    if value is None:
+        raise BadParameter(name, f"{raw[:40]!r} is not a whole number written in digits 0-9")
+    if value < low or value > high:
+        shown = str(value) if value < 10**12 else "a number of more than 12 digits"
+        raise BadParameter(name, f"must be between {low} and {high}, not {shown}")
     return value
 
 
@@ -93,7 +95,7 @@ def _datetime_arg(name: str) -> datetime | None:
         value = datetime.fromisoformat(raw.replace(" ", "+"))  # a '+' decoded as a space
     except ValueError:
         raise BadParameter(name, f"{raw!r} is not an ISO 8601 date-time") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc_moment(value)
 
 
 def _like(text: str) -> str:

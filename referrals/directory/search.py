@@ -55,6 +55,7 @@ from referrals.directory.models import (
 )
 from referrals.errors import InvalidInput
 from referrals.terminology import CALIFORNIA, LANGUAGES, SDOH_CATEGORIES
+from referrals.text_values import whole_number
 
 MIN_RADIUS_MILES = 1
 MAX_RADIUS_MILES = 100
@@ -176,9 +177,9 @@ def parse_search(values: Mapping[str, str]) -> DirectorySearch:
     age = None
     raw_age = (values.get("age") or "").strip()
     if raw_age:
-        if raw_age.isdigit() and int(raw_age) <= MAX_AGE:
-            age = int(raw_age)
-        else:
+        age = whole_number(raw_age, MAX_AGE + 1)
+        if age is None or age > MAX_AGE:
+            age = None
             errors["age"] = [f"Age is a whole number of years from 0 to {MAX_AGE}."]
 
     radius = float(DEFAULT_RADIUS_MILES)

@@ -35,6 +35,7 @@ from referrals.exchange.models import ExchangeLink, ExchangePeer, PeerOrganizati
 from referrals.loop import service as loop
 from referrals.loop.lifecycle import Side, Status, normalize_status, path
 from referrals.loop.models import Referral, ReferralEvent
+from referrals.text_values import utc_moment
 
 log = logging.getLogger(__name__)
 
@@ -455,13 +456,11 @@ def poll(peer_id: uuid.UUID) -> dict[str, int]:
 
 
 def _instant(value: Any) -> datetime | None:
-    from datetime import UTC
-
     try:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return utc_moment(moment)
 
 
 def _link_for_task(

@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, String, and_, cast, false, func, or_, select, true
@@ -38,6 +38,7 @@ from referrals.loop.models import Referral, Task
 from referrals.patients.instruments import INSTRUMENTS
 from referrals.patients.models import Consent, Need, Patient, Screening, ScreeningObservation
 from referrals.terminology import SDOH_CATEGORIES, SDOHCC_CODES, SNOMED, SOCIAL_SERVICE_CATEGORY
+from referrals.text_values import later, utc_moment, whole_number
 
 TASK_PARAMS = frozenset(
     {
@@ -96,8 +97,7 @@ def _instant(value: str, parameter: str) -> tuple[str, datetime, datetime]:
         raise SearchProblem(
             f"{parameter}={value}: use a FHIR dateTime, e.g. gt2026-11-24T08:00:00Z.", parameter
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+    moment = utc_moment(moment)
     if "T" not in text:
         unit = timedelta(days=1)
     else:
@@ -105,7 +105,7 @@ def _instant(value: str, parameter: str) -> tuple[str, datetime, datetime]:
         fraction = clock.split(".", 1)[1] if "." in clock else ""
         digits = len(fraction.rstrip("Z").split("+")[0].split("-")[0])
         unit = timedelta(microseconds=10 ** max(0, 6 - digits)) if digits else timedelta(seconds=1)
-    return prefix, moment, moment + unit
+    return prefix, moment, later(moment, unit)
 
 
 def _date(column: Any, value: str, parameter: str) -> ColumnElement[bool]:
@@ -202,9 +202,12 @@ def _number(params: Mapping[str, list[str]], name: str, default: int, low: int, 
     if not values:
         return default
     value = values[-1]
-    if not value.isdigit():
-        raise SearchProblem(f"{name}={value}: a whole number is expected.", name)
-    return max(low, min(high, int(value)))
+    number = whole_number(value, high)
+    if number is None:
+        raise SearchProblem(
+            f"{name}={value[:40]}: a whole number written in the digits 0-9 is expected.", name
+        )
+    return max(low, number)
 
 
 # --- the other resource types -------------------------------------------------------------------

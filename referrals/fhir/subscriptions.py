@@ -42,6 +42,7 @@ from referrals.fhir.api import actor, require
 from referrals.fhir.oauth import ApiClient
 from referrals.fhir.outcomes import FhirError, base_url, fhir_response
 from referrals.loop.models import Referral, ReferralEvent
+from referrals.text_values import utc_moment
 
 # Our topics' canonical URLs: identifiers, the same on every deployment.
 TOPIC_BASE = "http://referrals.example.org/fhir/SubscriptionTopic/"
@@ -167,7 +168,7 @@ def _instant(value: object, expression: str) -> datetime:
         raise _refuse(f"{value!r} is not an instant.", expression) from None
     if parsed.tzinfo is None:
         raise _refuse(f"{value!r} has no time zone.", expression)
-    return parsed
+    return utc_moment(parsed)
 
 
 def parse_subscription(body: dict[str, Any], org_id: uuid.UUID, base: str) -> SubscriptionForm:

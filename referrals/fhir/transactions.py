@@ -40,6 +40,7 @@ from referrals.terminology import (
     SDOHCC_CODES,
     SNOMED,
 )
+from referrals.text_values import utc_moment
 
 ACCEPTED = ("Patient", "Consent", "Condition", "ServiceRequest", "Task")
 REFERRAL_INTENTS = frozenset({"order", "original-order", "filler-order", "instance-order"})
@@ -516,7 +517,7 @@ def _datetime(value: Any, path: str) -> datetime:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise problem(422, "invalid", f"{path} {text!r} is not a date and time.", path) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=CALIFORNIA)
+    return utc_moment(moment if moment.tzinfo else moment.replace(tzinfo=CALIFORNIA))
 
 
 def _consent_part(

@@ -27,6 +27,7 @@ from referrals.loop.models import Task
 from referrals.loop.reasons import PROGRESS_STEPS, REASONS, dhcs_reporting
 from referrals.patients import service as patients
 from referrals.terminology import SDOH_CATEGORIES, california_today
+from referrals.text_values import whole_number
 from referrals.web import current_actor, is_background_refresh, render, require
 
 bp = Blueprint("loop", __name__)
@@ -178,10 +179,7 @@ def inbox() -> Response:
     status = request.args.get("status") or None
     if status not in Status._value2member_map_:
         status = None
-    try:
-        page_number = int(request.args.get("page", "1"))
-    except ValueError:
-        page_number = 1
+    page_number = whole_number(request.args.get("page", "1"), 10**9) or 1
     page = service.inbox(actor, status, page_number, refresh=is_background_refresh())
     return render(
         "loop/inbox.html",

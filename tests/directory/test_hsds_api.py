@@ -103,8 +103,17 @@ def test_organizations_and_taxonomies_are_listed(client):
 def test_bad_parameters_get_a_400_with_a_message(client):
     cases = {
         "per_page=500": "per_page: must be between 1 and 100, not 500",
-        "page=0": "page: must be at least 1, not 0",
-        "page=two": "page: 'two' is not a whole number",
+        "page=0": "page: must be between 1 and 1000000000, not 0",
+        "page=two": "page: 'two' is not a whole number written in digits 0-9",
+        # str.isdigit() says yes to these; int() reads the second as 3 and fails on the first
+        "page=%C2%B2": "page: '²' is not a whole number written in digits 0-9",
+        "page=%D9%A3": "page: '٣' is not a whole number written in digits 0-9",
+        "page=-1": "page: '-1' is not a whole number written in digits 0-9",
+        # past what the database can take as an offset, and past what int() reads at all
+        "page="
+        + "9" * 30: "page: must be between 1 and 1000000000, not a number of more than 12 digits",
+        "page="
+        + "9" * 5000: "page: must be between 1 and 1000000000, not a number of more than 12 digits",
         "organization_id=42": "organization_id: '42' is not a UUID",
         "modified_after=yesterday": "modified_after: 'yesterday' is not an ISO 8601 date-time",
         "minimal=maybe": "minimal: must be true or false, not 'maybe'",
@@ -113,6 +122,20 @@ def test_bad_parameters_get_a_400_with_a_message(client):
         response = client.get(f"/hsds/services?{query}")
         assert response.status_code == 400, query
         assert response.get_json()["message"] == message
+
+
+def test_a_moment_at_the_end_of_the_calendar_finds_nothing_rather_than_failing(client):
+    # 23:00 at UTC-5 on the last day Python can hold is past it in UTC.
+    for moment in ("9999-12-31T23:00:00-05:00", "9999-12-31T23:59:59.999999"):
+        response = client.get("/hsds/services", query_string={"modified_after": moment})
+        assert response.status_code == 200, moment
+        assert response.get_json()["contents"] == []
+    earliest = client.get(
+        "/hsds/services", query_string={"modified_after": "0001-01-01T00:00:00+01:00"}
+    )
+    assert earliest.status_code == 200
+    since_2000 = client.get("/hsds/services", query_string={"modified_after": "2000-01-01"})
+    assert earliest.get_json()["total_items"] == since_2000.get_json()["total_items"]
 
 
 def test_unknown_ids_get_a_404_as_json(client):

@@ -27,8 +27,8 @@ create requests: ``"ok"``, ``"429"``, ``"500"`` (refused before the message is t
 ``"500-after"`` (the message is taken, then the answer is a 500), ``"21610"``, ``"21211"``,
 ``"21614"``, ``"slow"`` (the message is recorded first, then the answer waits
 ``slow_seconds``) and ``"late"`` (the answer waits ``slow_seconds`` and only then is the message
-recorded: a request still being worked on when the client gave up). :meth:`FakeTwilio.chaos` instead fails a share of all requests at random
-in those transient ways, look-ups included.
+recorded: a request still being worked on when the client gave up). :meth:`FakeTwilio.chaos`
+instead fails a share of all requests at random in those transient ways, look-ups included.
 """
 
 from __future__ import annotations

@@ -299,6 +299,27 @@ def test_last_updated_at_its_precision(app, world: World, story: Story) -> None:
     assert len(clinic.ids(f"ServiceRequest?_lastUpdated=lt{later}")) == 3
 
 
+@pytest.mark.parametrize(
+    "resource_type", ["ServiceRequest", "Task", "Organization", "HealthcareService"]
+)
+def test_the_ends_of_the_calendar_are_searched_not_failed(
+    app, world: World, story: Story, resource_type: str
+) -> None:
+    """The last day Python holds, widened by its precision or moved to UTC, is past its end."""
+    clinic = Client(app, world, "clinic")
+    everything = clinic.ids(f"{resource_type}?_count=200")
+    assert everything
+    for value in ("ge9999-12-31", "gt9999-12-31T23:59:59Z", "eq9999-12-31T23:00:00-05:00"):
+        assert clinic.ids(f"{resource_type}?_lastUpdated={quote(value)}") == set(), value
+    for value in ("le9999-12-31", "lt9999-12-31T23:00:00-05:00", "ge0001-01-01T00:00:00+01:00"):
+        assert clinic.ids(f"{resource_type}?_lastUpdated={quote(value)}") == everything, value
+    # more digits than int() reads, and past what the database takes as an offset
+    past_the_end = clinic.bundle(f"{resource_type}?_offset={'9' * 5000}")
+    assert past_the_end["total"] == len(everything)
+    assert past_the_end.get("entry", []) == []
+    assert len(clinic.ids(f"{resource_type}?_count={'9' * 5000}")) == len(everything)
+
+
 def test_procedure_filters(app, world: World, story: Story) -> None:
     food = Client(app, world, "food")
     assert food.ids(f"Procedure?based-on=ServiceRequest/{story.food_referral}") == {story.procedure}
@@ -384,6 +405,11 @@ def test_consent_and_patient_by_id(app, world: World, story: Story) -> None:
         ("Patient?_id=not-a-uuid", "_id"),
         ("Condition?_include=Condition:subject", "_include"),
         ("Observation?_count=many", "_count"),
+        # str.isdigit() says yes to both; int() fails on the first and reads the second as 3
+        ("Observation?_count=%C2%B2", "_count"),
+        ("ServiceRequest?_offset=%D9%A3", "_offset"),
+        ("Observation?_count=-1", "_count"),
+        ("Task?_count=1.0", "_count"),
     ],
 )
 def test_bad_parameters_are_400_naming_them(

@@ -24,7 +24,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -60,6 +60,7 @@ from referrals.directory.models import (
     max_length,
 )
 from referrals.terminology import SDOH_CATEGORIES
+from referrals.text_values import utc_moment
 
 UUID_RE = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -233,7 +234,7 @@ def parse_value(table: str, spec: Field, raw: Any, *, from_text: bool) -> Any:
         except ValueError:
             raise BadValue(f"{raw!r} is not a date-time (ISO 8601)") from None
         # HSDS says UTC; a time without an offset is read as UTC.
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return utc_moment(value)
     if kind == "time":
         if not TIME_RE.match(raw):
             raise BadValue(f"{raw!r} is not a time (HH:MM, optionally with Z or an offset)")
