@@ -25,6 +25,7 @@ from referrals.errors import NotFound
 from referrals.exchange.client import PeerClient, PeerError
 from referrals.exchange.models import ExchangePeer
 from referrals.exchange.service import catch_up, mirror, snapshot
+from referrals.fhir.json_input import JsonRefused, read_json
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +115,29 @@ def subscribe(actor: Actor, peer_id: uuid.UUID) -> str:
     return peer.subscription_id or ""
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _array(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _parameters(bundle: dict[str, Any]) -> dict[str, Any]:
-    """The SubscriptionStatus (Parameters) of a notification Bundle, as name -> value(s)."""
-    entries = bundle.get("entry") or []
-    first = (entries[0].get("resource") if entries else None) or {}
+    """The SubscriptionStatus (Parameters) of a notification Bundle, as name -> value(s).
+    An element of another shape than the Backport's reads as absent."""
+    entries = _array(bundle.get("entry"))
+    first = _object(_object(entries[0]).get("resource")) if entries else {}
     out: dict[str, Any] = {"events": []}
-    for parameter in first.get("parameter") or []:
+    for parameter in map(_object, _array(first.get("parameter"))):
         name = parameter.get("name")
+        if not isinstance(name, str):
+            continue
         if name == "notification-event":
-            event = {p.get("name"): p for p in parameter.get("part") or []}
-            number = (event.get("event-number") or {}).get("valueString")
-            focus = ((event.get("focus") or {}).get("valueReference") or {}).get("reference")
+            parts = map(_object, _array(parameter.get("part")))
+            event = {part.get("name"): part for part in parts if isinstance(part.get("name"), str)}
+            number = _object(event.get("event-number")).get("valueString")
+            focus = _object(_object(event.get("focus")).get("valueReference")).get("reference")
             out["events"].append((number, focus))
         else:
             value = next((v for k, v in parameter.items() if k.startswith("value")), None)
@@ -134,9 +147,9 @@ def _parameters(bundle: dict[str, Any]) -> dict[str, Any]:
 
 @bp.post("/exchange/peers/<uuid:peer_id>/notifications")
 def receive(peer_id: uuid.UUID) -> Response:
-    """A peer's notification. Answered at once; the work is queued."""
+    """A peer's notification. Answered at once; the work is queued. The caller proves it is
+    the peer before its body is read; a body that is not a notification writes nothing."""
     supplied = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
-    bundle = request.get_json(silent=True)
     with transaction() as session:
         peer = session.get(ExchangePeer, peer_id)
         if (
@@ -145,17 +158,24 @@ def receive(peer_id: uuid.UUID) -> Response:
             or not hmac.compare_digest(_hash(supplied), peer.notify_secret_hash)
         ):
             return _outcome(401, "login", "Unknown peer or wrong credentials.")
+        try:
+            bundle = read_json(request.get_data())
+        except JsonRefused as refused:
+            return _outcome(400, "structure", str(refused))
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             return _outcome(400, "structure", "A notification is a Bundle.")
         status = _parameters(bundle)
         kind = status.get("type")
-        peer.subscription_status = str(status.get("status") or peer.subscription_status)[:20]
+        if kind not in {"handshake", "heartbeat", "event-notification"}:
+            shown = repr(kind)[:60] if isinstance(kind, str) else "none"
+            return _outcome(400, "value", f"Unknown notification type {shown}.")
+        reported = status.get("status")
+        if isinstance(reported, str) and reported:
+            peer.subscription_status = reported[:20]
         if kind == "handshake":
             peer.subscription_status = "active"  # our 200 is what makes it active there
         if kind == "event-notification":
             _queue_events(session, peer, status["events"])
-        elif kind not in {"handshake", "heartbeat"}:
-            return _outcome(400, "value", f"Unknown notification type {kind!r}.")
     return jsonify(
         {
             "resourceType": "OperationOutcome",

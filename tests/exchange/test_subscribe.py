@@ -6,6 +6,7 @@ without our secret is refused."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import requests
@@ -110,3 +111,88 @@ def test_a_caller_without_our_secret_is_refused(exchange, peer_id, live_url) -> 
     assert wrong.status_code == 401
     assert wrong.json()["issue"][0]["diagnostics"] == "Unknown peer or wrong credentials."
     assert fetch_jobs() == []
+
+
+def shapes_a_peer_might_send(bundle: dict) -> list[tuple[str, bytes]]:
+    """A real notification with one part of another JSON shape, and bodies that are no JSON."""
+
+    def variant(change) -> bytes:
+        body = copy.deepcopy(bundle)
+        change(body)
+        return json.dumps(body).encode()
+
+    def status(body: dict) -> dict:
+        return body["entry"][0]["resource"]
+
+    return [
+        ("entry a string", variant(lambda b: b.update(entry="x"))),
+        ("entry of strings", variant(lambda b: b.update(entry=["x", 1]))),
+        ("resource a list", variant(lambda b: b["entry"][0].update(resource=[1]))),
+        ("parameter an object", variant(lambda b: status(b).update(parameter={"name": "type"}))),
+        ("parameters of numbers", variant(lambda b: status(b).update(parameter=[1, None]))),
+        (
+            "type named by a list",
+            variant(
+                lambda b: [
+                    p.update(name=[p["name"]])
+                    for p in status(b)["parameter"]
+                    if p["name"] == "type"
+                ]
+            ),
+        ),
+        (
+            "type a number",
+            variant(lambda b: status(b).update(parameter=[{"name": "type", "valueCode": 5}])),
+        ),
+        ("no type", variant(lambda b: status(b).update(parameter=[]))),
+        (
+            "type unknown",
+            variant(
+                lambda b: status(b).update(parameter=[{"name": "type", "valueCode": "x" * 5000}])
+            ),
+        ),
+        ("a list", b"[1, 2]"),
+        ("not JSON", b"{nope"),
+        ("not UTF-8", b"\xff\xfe{}"),
+        ("deep", b"[" * 100_000 + b"]" * 100_000),
+        ("NaN", b'{"resourceType": "Bundle", "total": NaN}'),
+        ("NUL", b'{"resourceType": "Bundle", "id": "\\u0000"}'),
+        ("empty", b""),
+    ]
+
+
+def test_a_body_that_is_no_notification_is_a_400_that_changes_nothing(
+    exchange, peer_id, live_url
+) -> None:
+    url = f"{live_url}/exchange/peers/{peer_id}/notifications"
+    delivered = exchange.notifications[0]
+    secret = delivered["headers"]["Authorization"]
+    before = peer(peer_id)
+    for name, body in shapes_a_peer_might_send(delivered["bundle"]):
+        answer = requests.post(
+            url,
+            data=body,
+            headers={"Authorization": secret, "Content-Type": "application/fhir+json"},
+        )
+        assert answer.status_code == 400, (name, answer.status_code, answer.text[:200])
+        issue = answer.json()["issue"][0]
+        assert answer.json()["resourceType"] == "OperationOutcome", name
+        assert issue["severity"] == "error" and issue["diagnostics"], name
+        assert "Set-Cookie" not in answer.headers
+    assert (
+        "more than 64 levels"
+        in requests.post(
+            url, data=b"[" * 5000 + b"]" * 5000, headers={"Authorization": secret}
+        ).json()["issue"][0]["diagnostics"]
+    )
+    after = peer(peer_id)
+    assert after.subscription_status == before.subscription_status == "active"
+    assert after.last_event_number == before.last_event_number
+    assert fetch_jobs() == []
+
+
+def test_a_stranger_is_refused_before_its_body_is_read(exchange, peer_id, live_url) -> None:
+    url = f"{live_url}/exchange/peers/{peer_id}/notifications"
+    answer = requests.post(url, data=b"[" * 100_000, headers={"Authorization": "Bearer guess"})
+    assert answer.status_code == 401
+    assert answer.json()["issue"][0]["diagnostics"] == "Unknown peer or wrong credentials."
