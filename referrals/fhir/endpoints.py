@@ -32,6 +32,12 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 MAX_LENGTH = 500
 DEFAULT_PORTS = {"http": 80, "https": 443}
 NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: an IPv4 address inside IPv6
+# Ranges no subscriber can be at that this Python's `is_global` still calls global.
+NOT_PUBLIC = (
+    ("site-local", ipaddress.ip_network("fec0::/10")),  # RFC 3879: deprecated, still routed inside
+    ("documentation", ipaddress.ip_network("3fff::/20")),  # RFC 9637
+    ("6to4 relay", ipaddress.ip_network("192.88.99.0/24")),  # RFC 7526: deprecated anycast
+)
 
 # (host, port) -> every address the name has. The seam where the name is resolved, once.
 Resolver = Callable[[str, int], list[str]]
@@ -118,6 +124,9 @@ def _address_kind(address: Address) -> str | None:
             return "Teredo"
         if address in NAT64:
             return _address_kind(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    for kind, network in NOT_PUBLIC:
+        if address.version == network.version and address in network:
+            return kind
     for kind, test in (
         ("unspecified", address.is_unspecified),
         ("loopback", address.is_loopback),

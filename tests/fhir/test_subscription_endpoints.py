@@ -56,6 +56,13 @@ pytestmark = pytest.mark.pure
         ("https://192.168.0.10/notify", "private"),
         ("https://100.64.0.1/notify", "non-public"),
         ("https://224.0.0.1/notify", "multicast"),
+        # ranges Python's is_global still calls global
+        ("https://[fec0::1]/notify", "site-local"),
+        ("https://[fefe:1::1]/notify", "site-local"),
+        ("https://[fec0::ffff:1]/notify", "site-local"),
+        ("https://[3fff::1]/notify", "documentation"),
+        ("https://192.88.99.1/notify", "6to4 relay"),
+        ("https://[2002:c058:6301::1]/notify", "6to4 relay"),
     ],
 )
 def test_an_address_inside_any_network_is_refused_in_every_spelling(url: str, kind: str) -> None:
