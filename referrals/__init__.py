@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, Response
 from flask_wtf.csrf import CSRFProtect
 from htmx_flask import Htmx
 
@@ -15,10 +15,20 @@ from referrals.db import db
 csrf = CSRFProtect()
 
 
+class ReferralsApp(Flask):
+    def make_default_options_response(self) -> Response:
+        """OPTIONS answered as RFC 9110 has it: the methods in Allow and no content (rather
+        than an empty 200 labelled as an HTML page). No route of ours handles OPTIONS itself."""
+        response = super().make_default_options_response()
+        response.status_code = 204
+        del response.headers["Content-Type"]
+        return response
+
+
 def create_app(config: dict | None = None) -> Flask:
     """Build the app. `config` overrides settings by name (tests pass database_url etc.)."""
     settings = Settings.from_env(config)
-    app = Flask(
+    app = ReferralsApp(
         __name__,
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),

@@ -167,8 +167,9 @@ def require(permission: Permission) -> Actor:
     return actor
 
 
-# Blueprints that answer machines, not people: a session is never read or written there.
-MACHINE_FACING = frozenset({"health"})
+# Blueprints that answer machines, not people: a session is never read or written there (the
+# health checks, the public HSDS API, Twilio's webhooks, a peer exchange's notifications).
+MACHINE_FACING = frozenset({"health", "hsds", "sms", "exchange_notifications"})
 
 
 # Elements that refresh themselves (hx-trigger="every ..."): their requests are not a person
@@ -181,7 +182,8 @@ def is_background_refresh() -> bool:
 
 
 def _machine_facing() -> bool:
-    """A request to the machine APIs (/fhir, /oauth) or the health checks: no session."""
+    """A request to the machine APIs (/fhir, /oauth, /hsds, webhooks) or the health checks:
+    no session."""
     return (
         request.blueprint in MACHINE_FACING
         or fhir_outcomes.serves(request.path)

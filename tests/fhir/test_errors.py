@@ -80,6 +80,41 @@ def test_a_method_we_do_not_serve_is_a_405_outcome_naming_those_we_do(
     assert allowed <= offered and method not in offered
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/fhir/metadata", {"GET", "HEAD", "OPTIONS"}),
+        ("/fhir/Task", {"GET", "HEAD", "OPTIONS"}),
+        ("/fhir/Task/{id}", {"GET", "HEAD", "PUT", "OPTIONS"}),
+        ("/fhir", {"POST", "OPTIONS"}),
+        ("/fhir/Subscription/{id}", {"GET", "HEAD", "DELETE", "OPTIONS"}),
+        ("/oauth/token", {"POST", "OPTIONS"}),
+        ("/healthz", {"GET", "HEAD", "OPTIONS"}),
+    ],
+)
+def test_options_names_the_methods_served_with_no_content_and_no_cookie(
+    app: Flask, world: World, path: str, allowed: set[str]
+) -> None:
+    browser = WebClient(app.test_client())
+    browser.login(world, "food")
+    response = browser.client.open(
+        path.format(id=uuid.uuid4()),
+        method="OPTIONS",
+        headers={"User-Agent": "another browser/1.0"},
+        environ_base={"REMOTE_ADDR": "203.0.113.99"},
+    )
+    assert response.status_code == 204
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
+    assert response.data == b""
+    assert "Content-Type" not in response.headers  # not an empty page labelled text/html
+    assert "Set-Cookie" not in response.headers
+
+
+def test_options_at_no_route_is_a_404_outcome(app: Flask) -> None:
+    response = app.test_client().open("/fhir/Task/1/_history/1/x", method="OPTIONS")
+    outcome_of(response, 404, "not-found")
+
+
 def test_a_signed_in_browser_gets_no_cookie_from_the_fhir_api(app: Flask, world: World) -> None:
     browser = WebClient(app.test_client())
     browser.login(world, "food")
@@ -99,7 +134,7 @@ def test_a_session_cookie_presented_from_elsewhere_gets_no_cookie_from_the_machi
     clear cookies on the pages; the machine APIs and health checks never set or clear any."""
     browser = WebClient(app.test_client())
     browser.login(world, "food")
-    for path in ("/fhir/metadata", "/fhir/Task", "/readyz", "/healthz"):
+    for path in ("/fhir/metadata", "/fhir/Task", "/readyz", "/healthz", "/hsds/services"):
         response = browser.client.get(
             path,
             headers={"User-Agent": "another browser/1.0"},
