@@ -142,10 +142,18 @@ def register_commands(app: Flask) -> None:
         help="Also read from PORT.",
     )
     def serve(host: str, port: int) -> None:
-        """Run the web server and one worker together (a laptop or a demo); Ctrl-C stops both."""
+        """Run the web server and one worker together (a laptop or a demo); Ctrl-C stops both,
+        as does a SIGTERM or SIGHUP (a closed terminal, `kill`): neither is left running."""
         import os
+        import signal
         import subprocess
         import time
+
+        def stop(signum: int, _frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGHUP, stop)
 
         flask = [sys.executable, "-m", "flask", "--app", "app"]
         env = dict(os.environ)

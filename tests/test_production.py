@@ -7,8 +7,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -284,3 +288,76 @@ def test_the_readme_shows_the_production_script_that_ci_runs():
     assert 'SCRIPT = ROOT / "docs" / "production.sh"' in driver
     for command in ("check", "migrate", "web", "worker"):
         assert f'str(SCRIPT), "{command}"' in driver
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_serve_stops_its_web_server_and_worker_when_it_is_stopped(
+    tmp_path: Path, signum: int
+) -> None:
+    """`make run`'s server, stopped by `kill` or a closed terminal, leaves nothing running."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = _env(
+        REFERRALS_ENV="development",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'serve.db'}",
+        SMS_GATEWAY="console",
+    )
+    subprocess.run(
+        [str(FLASK), "--app", "app", "db-upgrade"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    serve = subprocess.Popen(
+        [str(FLASK), "--app", "app", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        children: list[int] = []
+        for _ in range(120):
+            children = _children(serve.pid)
+            if len(children) == 2 and _answers(f"http://127.0.0.1:{port}/healthz"):
+                break
+            time.sleep(0.25)
+        assert len(children) == 2, "a web server and a worker"
+        serve.send_signal(signum)
+        assert serve.wait(timeout=20) == 0
+        for _ in range(40):
+            if not any(_alive(pid) for pid in children):
+                break
+            time.sleep(0.25)
+        assert not any(_alive(pid) for pid in children), "left running"
+        assert not _answers(f"http://127.0.0.1:{port}/healthz")
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        for pid in _children(serve.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(line) for line in found.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (stopped, not yet reaped by anyone) is not running
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
