@@ -5,7 +5,8 @@ Python's own readers accept more than a client means and fail in ways a request 
 `str.isdigit()` says yes to "²" and "٣", `int()` refuses more than 4,300 digits, and a moment
 near the ends of the calendar cannot be moved to UTC or widened by a second without an
 OverflowError. These helpers answer None (the caller says what is expected) or saturate at the
-ends, so a search for "everything after 9999-12-31" finds nothing instead of failing."""
+ends, so a search for "everything after 9999-12-31" finds nothing instead of failing. And what
+was sent, quoted back in a message, is shown one way: printable, and not too long."""
 
 from __future__ import annotations
 
@@ -47,3 +48,19 @@ def later(moment: datetime, span: timedelta) -> datetime:
         return moment + span
     except OverflowError:
         return LATEST if span >= timedelta(0) else EARLIEST
+
+
+def _escaped(char: str) -> str:
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """`text` as a message may quote it back to whoever sent it: each character Python would not
+    print (control and format characters, line breaks, spaces other than " ") as a \\u escape,
+    since FHIR strings hold none of them and validators refuse some; and at most `limit`
+    characters of it, the rest cut with an ellipsis."""
+    cut = "".join(_escaped(char) for char in text[:limit])
+    return cut + "…" if len(text) > limit else cut

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from referrals.text_values import EARLIEST, LATEST, utc_moment, whole_number
+from referrals.text_values import EARLIEST, LATEST, shown, utc_moment, whole_number
 
 pytestmark = pytest.mark.pure
 
@@ -58,3 +58,21 @@ def test_a_whole_number_is_written_in_the_digits_0_to_9(text: str, cap: int, exp
 def test_a_moment_in_utc_is_the_first_or_last_when_utc_cannot_write_it(moment, expected) -> None:
     assert utc_moment(moment) == expected
     assert utc_moment(moment).tzinfo == UTC
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("food", "food"),
+        ("", ""),
+        ("Árbol ² ٣ 𝔉", "Árbol ² ٣ 𝔉"),  # printable, whatever the script
+        ("a\x00b", "a\\u0000b"),
+        ("a\tb\nc", "a\\u0009b\\u000ac"),
+        ("no\u00a0break", "no\\u00a0break"),  # HL7's schema refuses it in a FHIR string
+        ("\u2028\ufeff\u202e", "\\u2028\\ufeff\\u202e"),
+        ("tag\U000e0041", "tag\\U000e0041"),
+        ("x" * 81, "x" * 80 + "…"),
+    ],
+)
+def test_what_was_sent_is_shown_printable_and_short(text: str, expected: str) -> None:
+    assert shown(text) == expected

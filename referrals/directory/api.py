@@ -98,6 +98,15 @@ def _datetime_arg(name: str) -> datetime | None:
     return utc_moment(value)
 
 
+def _search_arg() -> str:
+    """The `search` words. PostgreSQL text cannot hold the NUL character, so words with one
+    would fail there (and match nothing anywhere): refused, the same way on both databases."""
+    raw = (request.args.get("search") or "").strip()
+    if "\x00" in raw:
+        raise BadParameter("search", "may not contain the NUL character")
+    return raw
+
+
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -148,7 +157,7 @@ def services() -> Response:
     """A page of services: one-to-one fields by default, `full=true` nests everything,
     `minimal=true` gives just id and last_modified (to find what changed)."""
     stmt = select(Service).order_by(Service.name, Service.id)
-    search = (request.args.get("search") or "").strip()
+    search = _search_arg()
     if search:
         like = _like(search)
         stmt = stmt.where(
@@ -218,7 +227,7 @@ def organizations() -> Response:
         .where(Organization.id.in_(select(Service.organization_id)))
         .order_by(Organization.name, Organization.id)
     )
-    search = (request.args.get("search") or "").strip()
+    search = _search_arg()
     if search:
         like = _like(search)
         stmt = stmt.where(
@@ -250,7 +259,7 @@ def organization(organization_id: str) -> Response | tuple[Response, int]:
 @bp.get("/taxonomies")
 def taxonomies() -> Response:
     stmt = select(Taxonomy).order_by(Taxonomy.name, Taxonomy.id)
-    search = (request.args.get("search") or "").strip()
+    search = _search_arg()
     if search:
         stmt = stmt.where(Taxonomy.name.ilike(_like(search), escape="\\"))
 
@@ -272,7 +281,7 @@ def taxonomy(taxonomy_id: str) -> Response | tuple[Response, int]:
 @bp.get("/taxonomy_terms")
 def taxonomy_terms() -> Response:
     stmt = select(TaxonomyTerm).order_by(TaxonomyTerm.code, TaxonomyTerm.name, TaxonomyTerm.id)
-    search = (request.args.get("search") or "").strip()
+    search = _search_arg()
     if search:
         like = _like(search)
         stmt = stmt.where(
@@ -301,6 +310,17 @@ def taxonomy_term(term_id: str) -> Response | tuple[Response, int]:
     if row is None:
         return _not_found("taxonomy term", term_id)
     return jsonify(Serializer(db.session()).taxonomy_term(row))
+
+
+@bp.get("/<path:unknown>")
+def nothing_here(unknown: str) -> tuple[Response, int]:
+    """Any other path under /hsds is a 404 in the API's own JSON, not a page: an id with a
+    slash in it, say (`/services/a%2Fb` arrives as `/services/a/b`)."""
+    return jsonify(
+        error="not_found",
+        message=f"There is nothing at /hsds/{unknown}; {url_for('hsds.api_info')} describes "
+        "this API.",
+    ), 404
 
 
 def _provides_services(organization_id: uuid.UUID) -> bool:

@@ -150,8 +150,11 @@ class DirectorySearch:
         return [w for w in re.split(r"\s+", self.text.strip().lower()) if w][:6]
 
 
+_DECIMAL = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6})?")
+
 FIELD_NAMES = {
     "need": "need",
+    "q": "words",
     "zip": "ZIP code",
     "radius": "radius",
     "language": "language",
@@ -170,6 +173,9 @@ def parse_search(values: Mapping[str, str]) -> DirectorySearch:
     need = (values.get("need") or values.get("category") or "").strip() or None
     if need and need not in SDOH_CATEGORIES:
         errors["need"] = [f"“{need}” is not a need we know: choose one from the list."]
+    text = (values.get("q") or "").strip()[:200]
+    if "\x00" in text:  # PostgreSQL text cannot hold it: no service could match
+        errors["q"] = ["Words cannot contain the NUL character."]
     language = (values.get("language") or "").strip().lower() or None
     if language and not re.fullmatch(r"[a-z]{2,3}", language):
         errors["language"] = ["Choose a language from the list."]
@@ -185,10 +191,8 @@ def parse_search(values: Mapping[str, str]) -> DirectorySearch:
     radius = float(DEFAULT_RADIUS_MILES)
     raw_radius = (values.get("radius") or "").strip()
     if raw_radius:
-        try:
-            radius = float(raw_radius)
-        except ValueError:
-            radius = math.nan
+        # Digits 0-9 and a decimal point only: float() also reads "٣", "1_0", "1e1" and "nan".
+        radius = float(raw_radius) if _DECIMAL.fullmatch(raw_radius) else math.nan
         if not MIN_RADIUS_MILES <= radius <= MAX_RADIUS_MILES:  # also refuses nan
             errors["radius"] = [
                 f"Radius is a number of miles from {MIN_RADIUS_MILES} to {MAX_RADIUS_MILES}."
@@ -208,7 +212,7 @@ def parse_search(values: Mapping[str, str]) -> DirectorySearch:
         raise InvalidInput(f"Check the {listed}.", errors)
     return DirectorySearch(
         need=need,
-        text=(values.get("q") or "").strip()[:200],
+        text=text,
         origin=origin,
         radius_miles=radius,
         language=language,

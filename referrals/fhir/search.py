@@ -38,7 +38,7 @@ from referrals.loop.models import Referral, Task
 from referrals.patients.instruments import INSTRUMENTS
 from referrals.patients.models import Consent, Need, Patient, Screening, ScreeningObservation
 from referrals.terminology import SDOH_CATEGORIES, SDOHCC_CODES, SNOMED, SOCIAL_SERVICE_CATEGORY
-from referrals.text_values import later, utc_moment, whole_number
+from referrals.text_values import later, shown, utc_moment, whole_number
 
 TASK_PARAMS = frozenset(
     {
@@ -62,9 +62,12 @@ PREFIXES = ("gt", "ge", "lt", "le", "eq")
 
 
 class SearchProblem(ValueError):
+    """A parameter we cannot search by; the message says which and why, quoting what was sent
+    only as `shown` writes it."""
+
     def __init__(self, message: str, parameter: str) -> None:
         super().__init__(message)
-        self.parameter = parameter
+        self.parameter = shown(parameter)
 
 
 @dataclass
@@ -82,7 +85,7 @@ def _uuid(value: str, parameter: str) -> uuid.UUID:
         return uuid.UUID(value.rstrip("/").rsplit("/", 1)[-1])
     except ValueError:
         raise SearchProblem(
-            f"{parameter}={value} does not name a resource of ours.", parameter
+            f"{parameter}={shown(value)} does not name a resource of ours.", parameter
         ) from None
 
 
@@ -95,7 +98,8 @@ def _instant(value: str, parameter: str) -> tuple[str, datetime, datetime]:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise SearchProblem(
-            f"{parameter}={value}: use a FHIR dateTime, e.g. gt2026-11-24T08:00:00Z.", parameter
+            f"{parameter}={shown(value)}: use a FHIR dateTime, e.g. gt2026-11-24T08:00:00Z.",
+            parameter,
         ) from None
     moment = utc_moment(moment)
     if "T" not in text:
@@ -123,11 +127,7 @@ def _date(column: Any, value: str, parameter: str) -> ColumnElement[bool]:
 def search_tasks(actor: Actor, params: Mapping[str, list[str]], base: str) -> TaskPage:
     unknown = sorted(set(params) - TASK_PARAMS)
     if unknown:
-        raise SearchProblem(
-            f"Unknown search parameter {unknown[0]} for Task; we support "
-            f"{', '.join(sorted(TASK_PARAMS - {'_format'}))}.",
-            unknown[0],
-        )
+        raise _unknown(unknown[0], "Task", TASK_PARAMS)
     conditions = [or_(Task.owner_org_id == actor.org_id, Task.requester_org_id == actor.org_id)]
     for value in params.get("_id", []):
         conditions.append(Task.id.in_([_uuid(v, "_id") for v in value.split(",")]))
@@ -144,7 +144,7 @@ def search_tasks(actor: Actor, params: Mapping[str, list[str]], base: str) -> Ta
         statuses = ["requested" if s == "received" else s for s in value.split(",")]
         for status in statuses:
             if status not in {s.value for s in Status}:
-                raise SearchProblem(f"status={status} is not a Task status.", "status")
+                raise SearchProblem(f"status={shown(status)} is not a Task status.", "status")
         conditions.append(Task.status.in_(statuses))
     for value in params.get("code", []):
         if value.rsplit("|", 1)[-1] != "fulfill":
@@ -205,7 +205,8 @@ def _number(params: Mapping[str, list[str]], name: str, default: int, low: int, 
     number = whole_number(value, high)
     if number is None:
         raise SearchProblem(
-            f"{name}={value[:40]}: a whole number written in the digits 0-9 is expected.", name
+            f"{name}={shown(value, 40)}: a whole number written in the digits 0-9 is expected.",
+            name,
         )
     return max(low, number)
 
@@ -272,6 +273,7 @@ def search(
     actor: Actor, resource_type: str, params: Mapping[str, list[str]], base: str
 ) -> TaskPage:
     """One page of the resources of this type the actor's organisation may see that match."""
+    _refuse_nul(params)
     if resource_type == "Task":
         return search_tasks(actor, params, base)
     _check_names(resource_type, params)
@@ -300,6 +302,28 @@ def search(
     return TaskPage(resources, included, total, offset, count)
 
 
+def _refuse_nul(params: Mapping[str, list[str]]) -> None:
+    """PostgreSQL text cannot hold the NUL character, so a value with one would fail there (and
+    match nothing anywhere): it is refused, the same way on both databases."""
+    for key, values in params.items():
+        if any("\x00" in value for value in values):
+            raise SearchProblem(
+                f"{shown(key)}: a value holds the NUL character (\\u0000); no text can.", key
+            )
+
+
+def _unknown(key: str, resource_type: str, allowed: frozenset[str]) -> SearchProblem:
+    """The refusal of a parameter we do not answer for the type, listing those we do."""
+    supported = ", ".join(sorted(allowed - {"_format"}))
+    if not key:  # `?=x`, or a stray `&=` in a URL put together by hand
+        return SearchProblem(
+            f"A search parameter without a name was sent; {resource_type} takes {supported}.", key
+        )
+    return SearchProblem(
+        f"Unknown search parameter {shown(key)} for {resource_type}; we support {supported}.", key
+    )
+
+
 def _check_names(resource_type: str, params: Mapping[str, list[str]]) -> None:
     """Every parameter is one we answer for the type, with a modifier only where we honour it
     (a string's `:exact` and `:contains`), and `_include` only what the type includes."""
@@ -310,21 +334,17 @@ def _check_names(resource_type: str, params: Mapping[str, list[str]]) -> None:
     for key in sorted(params):
         name, _, modifier = key.partition(":")
         if name not in allowed:
-            raise SearchProblem(
-                f"Unknown search parameter {key} for {resource_type}; we support "
-                f"{', '.join(sorted(allowed - {'_format'}))}.",
-                key,
-            )
+            raise _unknown(key, resource_type, allowed)
         if modifier and not (kinds.get(name) == "string" and modifier in STRING_MODIFIERS):
             raise SearchProblem(
-                f"{key}: we do not support the modifier :{modifier} on {name} "
+                f"{shown(key)}: we do not support the modifier :{shown(modifier)} on {name} "
                 "(string parameters take :exact or :contains).",
                 key,
             )
     for value in params.get("_include", []):
         if value not in INCLUDES.get(resource_type, []):
             raise SearchProblem(
-                f"_include={value}: we include {' and '.join(INCLUDES[resource_type])}.",
+                f"_include={shown(value)}: we include {' and '.join(INCLUDES[resource_type])}.",
                 "_include",
             )
 
@@ -339,7 +359,7 @@ def _references(value: str, parameter: str, resource_type: str) -> list[uuid.UUI
         segments = part.rstrip("/").split("/")
         if len(segments) > 1 and segments[-2] != resource_type:
             raise SearchProblem(
-                f"{parameter}={part}: a {resource_type} reference is expected.", parameter
+                f"{parameter}={shown(part)}: a {resource_type} reference is expected.", parameter
             )
         keys.append(_uuid(part, parameter))
     return keys
@@ -359,7 +379,7 @@ def _codes(value: str, parameter: str, allowed: frozenset[str], what: str) -> li
     codes = [code for _, code in _tokens(value)]
     for code in codes:
         if code not in allowed:
-            raise SearchProblem(f"{parameter}={code} is not {what}.", parameter)
+            raise SearchProblem(f"{parameter}={shown(code)} is not {what}.", parameter)
     return codes
 
 
@@ -446,7 +466,7 @@ def _booleans(params: Mapping[str, list[str]], name: str) -> list[bool]:
     out = []
     for value in params.get(name, []):
         if value not in {"true", "false"}:
-            raise SearchProblem(f"{name}={value}: true or false is expected.", name)
+            raise SearchProblem(f"{name}={shown(value)}: true or false is expected.", name)
         out.append(value == "true")
     return out
 

@@ -117,6 +117,8 @@ def test_bad_parameters_get_a_400_with_a_message(client):
         "organization_id=42": "organization_id: '42' is not a UUID",
         "modified_after=yesterday": "modified_after: 'yesterday' is not an ISO 8601 date-time",
         "minimal=maybe": "minimal: must be true or false, not 'maybe'",
+        # PostgreSQL text cannot hold a NUL: refused on both databases, not failed on one
+        "search=fo%00od": "search: may not contain the NUL character",
     }
     for query, message in cases.items():
         response = client.get(f"/hsds/services?{query}")
@@ -138,16 +140,20 @@ def test_a_moment_at_the_end_of_the_calendar_finds_nothing_rather_than_failing(c
     assert earliest.get_json()["total_items"] == since_2000.get_json()["total_items"]
 
 
-def test_unknown_ids_get_a_404_as_json(client):
+def test_unknown_ids_and_paths_get_a_404_as_json(client):
     for url in (
         "/hsds/services/00000000-0000-4000-8000-000000000000",
         "/hsds/services/not-a-uuid",
+        "/hsds/services/a%2Fb",  # an id with a slash: no route of its own matches it
+        "/hsds/organizations/a/b/c",
+        "/hsds/nope",
         "/hsds/organizations/00000000-0000-4000-8000-000000000000",
         "/hsds/taxonomy_terms/00000000-0000-4000-8000-000000000000",
     ):
         response = client.get(url)
-        assert response.status_code == 404
-        assert response.get_json()["error"] == "not_found"
+        assert response.status_code == 404, url
+        assert response.mimetype == "application/json", url
+        assert response.get_json()["error"] == "not_found" and response.get_json()["message"]
 
 
 def test_the_api_never_carries_patient_or_referral_data(client, world):

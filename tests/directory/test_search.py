@@ -175,6 +175,12 @@ class TestBadInput:
             ({"zip": "90011", "radius": "0"}, "radius", "from 1 to 100"),
             ({"zip": "90011", "radius": "101"}, "radius", "from 1 to 100"),
             ({"zip": "90011", "radius": "far"}, "radius", "from 1 to 100"),
+            # digits 0-9 only: float() reads each of these as a number of miles
+            ({"zip": "90011", "radius": "٣٣"}, "radius", "from 1 to 100"),
+            ({"zip": "90011", "radius": "1_0"}, "radius", "from 1 to 100"),
+            ({"zip": "90011", "radius": "1e1"}, "radius", "from 1 to 100"),
+            # PostgreSQL text cannot hold a NUL: no service could match it
+            ({"q": "food\x00"}, "q", "cannot contain the NUL character"),
             ({"age": "-3"}, "age", "from 0 to 120"),
             ({"age": "200"}, "age", "from 0 to 120"),
             ({"need": "happiness"}, "need", "not a need we know"),

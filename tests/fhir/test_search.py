@@ -23,6 +23,7 @@ from referrals.loop.from_screening import refer_for_needs
 from referrals.loop.models import Referral
 from referrals.patients.models import Consent, ScreeningObservation
 from referrals.terminology import SDOHCC_CODES, SNOMED
+from tests.fhir.schema_check import assert_valid_r4
 from tests.fhir.test_api import get, outcome, token
 from tests.helpers import World, make_patient, move, send, statements_run
 from tests.patients.test_screening_flow import finished_ahc
@@ -410,12 +411,51 @@ def test_consent_and_patient_by_id(app, world: World, story: Story) -> None:
         ("ServiceRequest?_offset=%D9%A3", "_offset"),
         ("Observation?_count=-1", "_count"),
         ("Task?_count=1.0", "_count"),
+        # PostgreSQL text cannot hold a NUL: refused on both databases, not failed on one
+        ("Location?address-city=Oak%00land", "address-city"),
+        ("HealthcareService?name:contains=fo%00od", "name:contains"),
+        ("HealthcareService?location.address-postalcode=946%0001", "location.address-postalcode"),
+        ("Organization?type=c%00bo", "type"),
+        ("Organization?name=%00", "name"),
+        ("HealthcareService?service-type=7109%0025007", "service-type"),
     ],
 )
 def test_bad_parameters_are_400_naming_them(
     app, world: World, story: Story, query: str, parameter: str
 ) -> None:
     refused_naming(Client(app, world, "clinic").response(query), parameter)
+
+
+@pytest.mark.parametrize(
+    ("query", "named", "quoted"),
+    [
+        # a no-break space, a line separator, a vertical tab: HL7's schema refuses them in a
+        # FHIR string, so they are quoted back as escapes
+        ("Patient?name%C2%A0=x", "name\\u00a0", "Unknown search parameter name\\u00a0 "),
+        ("ServiceRequest?status=act%E2%80%A8ive", "status", "status=act\\u2028ive is not"),
+        ("Observation?_count=1%0B", "_count", "_count=1\\u000b: a whole number"),
+        ("Condition?patient=Patient%2F%C2%A0", "patient", "patient=Patient/\\u00a0 does not"),
+        # and what is very long is cut short
+        ("Consent?_id=" + "9" * 5000, "_id", "_id=" + "9" * 80 + "… does not name"),
+    ],
+)
+def test_what_was_sent_is_quoted_back_printable_and_short(
+    app, world: World, story: Story, query: str, named: str, quoted: str
+) -> None:
+    response = Client(app, world, "clinic").response(query)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert_valid_r4(body)
+    assert body["issue"][0]["expression"] == [named]
+    assert quoted in body["issue"][0]["diagnostics"]
+
+
+def test_a_parameter_without_a_name_is_refused_saying_so(app, world: World, story: Story) -> None:
+    response = Client(app, world, "clinic").response("Patient?=x")
+    assert response.status_code == 400
+    issue = outcome(response).issue[0]
+    assert issue.diagnostics.startswith("A search parameter without a name was sent; Patient takes")
+    assert issue.expression is None
 
 
 def refused_naming(response, parameter: str) -> None:
