@@ -57,6 +57,12 @@ def _escaped(char: str) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
+def printable(text: str) -> str:
+    """`text` with each character Python would not print written as a \\u escape (a message
+    that quotes a client's input, made fit for a FHIR string whatever it quotes)."""
+    return text if text.isprintable() else "".join(_escaped(char) for char in text)
+
+
 def shown(text: str, limit: int = 80) -> str:
     """`text` as a message may quote it back to whoever sent it: each character Python would not
     print (control and format characters, line breaks, spaces other than " ") as a \\u escape,

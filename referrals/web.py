@@ -35,6 +35,7 @@ from referrals.auth.actor import Actor
 from referrals.auth.models import Membership, User
 from referrals.auth.roles import ROLE_LABELS, Permission, Role
 from referrals.db import db, utcnow
+from referrals.directory import api as hsds_api
 from referrals.errors import ServiceError
 from referrals.fhir import oauth
 from referrals.fhir import outcomes as fhir_outcomes
@@ -253,13 +254,19 @@ class _PageSessions(SecureCookieSessionInterface):
         super().save_session(app, session, response)
 
 
+def _api_error(err: Exception) -> Response | None:
+    """The machine APIs' own answer to an error (FHIR, OAuth, HSDS), or None for the pages."""
+    answer = fhir_outcomes.api_error(err)
+    return answer if answer is not None else hsds_api.api_error(err)
+
+
 def _pages_only(handler: Callable[[Any], Response]) -> Callable[[Any], Response]:
     """An error handler for the pages; the machine APIs answer their errors in their own
     formats (an OperationOutcome under /fhir, RFC 6749 JSON at /oauth)."""
 
     @wraps(handler)
     def handle(err: Any) -> Response:
-        answer = fhir_outcomes.api_error(err)
+        answer = _api_error(err)
         return answer if answer is not None else handler(err)
 
     return handle
@@ -308,7 +315,7 @@ def init_app(app: Flask) -> None:
     def _anything_else(err: Exception) -> Response:
         """The machine APIs answer every error themselves; for the pages, HTTP errors keep
         their own answer and the rest go on to Flask's 500 as before."""
-        answer = fhir_outcomes.api_error(err)
+        answer = _api_error(err)
         if answer is not None:
             return answer
         if isinstance(err, HTTPException):
@@ -317,7 +324,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(InternalServerError)
     def _server_error(err: InternalServerError) -> Response:
-        answer = fhir_outcomes.api_error(err)
+        answer = _api_error(err)
         return answer if answer is not None else err  # type: ignore[return-value]
 
     @app.context_processor

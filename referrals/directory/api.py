@@ -12,6 +12,7 @@ nothing from patients or referrals ever is. Mistaken parameters get a 400 and un
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from collections.abc import Callable
@@ -21,13 +22,16 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, url_for
 from sqlalchemy import func, or_, select
 from sqlalchemy.sql import Select
+from werkzeug.exceptions import HTTPException
 
 from referrals.auth.models import Organization
 from referrals.db import db
 from referrals.directory.hsds.schema import HSDS_VERSION, PROFILE_URL
 from referrals.directory.hsds.serialize import Serializer
 from referrals.directory.models import Attribute, Service, Taxonomy, TaxonomyTerm
-from referrals.text_values import utc_moment, whole_number
+from referrals.text_values import shown, utc_moment, whole_number
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("hsds", __name__, url_prefix="/hsds")
 
@@ -46,6 +50,42 @@ class BadParameter(ValueError):
 @bp.errorhandler(BadParameter)
 def _bad_parameter(err: BadParameter) -> tuple[Response, int]:
     return jsonify(error="bad_request", parameter=err.name, message=str(err)), 400
+
+
+def serves(path: str) -> bool:
+    return path == "/hsds" or path.startswith("/hsds/")
+
+
+def api_error(error: Exception) -> Response | None:
+    """The answer to any error under /hsds in the API's own JSON (a method it does not take, a
+    body too large, a failure of ours); None elsewhere, where the pages answer."""
+    if not serves(request.path):
+        return None
+    if isinstance(error, HTTPException) and (error.code or 500) < 500:
+        status = error.code or 400
+        response = jsonify(
+            error=error.name.lower().replace(" ", "_"),
+            message=(
+                f"{shown(request.method, 20)} is not how {shown(request.path, 200)} is used; "
+                "this API takes GET."
+                if status == 405
+                else f"There is nothing at {shown(request.path, 200)}; "
+                f"{url_for('hsds.api_info')} describes this API."
+                if status == 404
+                else error.description
+            ),
+        )
+        for name, value in error.get_headers():
+            if name.lower() in {"allow", "retry-after"}:
+                response.headers[name] = value
+        response.status_code = status
+        return response
+    if not isinstance(error, HTTPException) or error.code == 500:
+        original = getattr(error, "original_exception", None) or error
+        log.error("HSDS request failed", exc_info=original)
+    response = jsonify(error="server_error", message="Something went wrong on our side.")
+    response.status_code = 500
+    return response
 
 
 def _not_found(kind: str, raw_id: str) -> tuple[Response, int]:

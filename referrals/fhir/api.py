@@ -19,6 +19,7 @@ from flask import Blueprint, Response, g, request
 from referrals.fhir import outcomes
 from referrals.fhir.capability import SERVED, capability_statement
 from referrals.fhir.outcomes import FHIR_JSON, FhirError, base_url, fhir_response
+from referrals.text_values import shown
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 log = logging.getLogger(__name__)
@@ -34,11 +35,13 @@ def _negotiate() -> None:
     """`_format` and Accept: we speak FHIR JSON only."""
     wanted = request.args.get("_format")
     if wanted is not None and wanted not in JSON_FORMATS:
-        raise FhirError(406, "not-supported", f"_format={wanted} is not supported; use json.")
+        raise FhirError(
+            406, "not-supported", f"_format={shown(wanted)} is not supported; use json.", "_format"
+        )
     accepted = request.headers.get("Accept")
     if accepted and not _accepts_json(accepted):
         raise FhirError(
-            406, "not-supported", f"Accept: {accepted} is not served; we answer {FHIR_JSON}."
+            406, "not-supported", f"Accept: {shown(accepted)} is not served; we answer {FHIR_JSON}."
         )
 
 
@@ -106,13 +109,13 @@ Reader = Callable[[Any, uuid.UUID], dict]
 @bp.get("/<resource_type>/<resource_id>")
 def read(resource_type: str, resource_id: str) -> Response:
     if resource_type not in SERVED:
-        raise FhirError(404, "not-supported", f"We do not serve {resource_type} resources.")
+        raise FhirError(404, "not-supported", f"We do not serve {shown(resource_type)} resources.")
     require(resource_type, "read")
     try:
         key = uuid.UUID(resource_id)
     except ValueError:
         raise FhirError(
-            404, "not-found", f"{resource_type}/{resource_id} does not exist."
+            404, "not-found", f"{resource_type}/{shown(resource_id)} does not exist."
         ) from None
     from referrals.fhir import reads
 
@@ -279,7 +282,7 @@ def update_task(task_id: str) -> Response:
     try:
         key = uuid.UUID(task_id)
     except ValueError:
-        raise FhirError(404, "not-found", f"Task/{task_id} does not exist.") from None
+        raise FhirError(404, "not-found", f"Task/{shown(task_id)} does not exist.") from None
     incoming = _body("Task")
     if incoming.get("id") not in {None, task_id}:
         raise FhirError(400, "invalid", "The Task's id is not the one in the URL.", "Task.id")
@@ -336,7 +339,7 @@ def search(resource_type: str) -> Response:
     from referrals.fhir.search import search as run_search
 
     if resource_type not in SERVED:
-        raise FhirError(404, "not-supported", f"We do not serve {resource_type} resources.")
+        raise FhirError(404, "not-supported", f"We do not serve {shown(resource_type)} resources.")
     require(resource_type, "read")
     params = {key: request.args.getlist(key) for key in request.args}
     try:

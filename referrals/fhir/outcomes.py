@@ -18,6 +18,8 @@ from typing import Any
 from flask import Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
+from referrals.text_values import printable, shown
+
 FHIR_JSON = "application/fhir+json"
 FHIR_PREFIX = "/fhir"
 
@@ -103,12 +105,14 @@ def _http_error(error: HTTPException) -> FhirError:
     status = error.code or 400
     if status == 404:
         diagnostics = (
-            f"There is nothing at {request.path}: {base_url()}/metadata lists what we serve."
+            f"There is nothing at {shown(request.path, 200)}: {base_url()}/metadata lists what "
+            "we serve."
         )
     elif status == 405:
         allowed = sorted(getattr(error, "valid_methods", None) or [])
-        diagnostics = f"{request.method} is not supported at {request.path}" + (
-            f"; it takes {', '.join(allowed)}." if allowed else "."
+        diagnostics = (
+            f"{shown(request.method, 20)} is not supported at {shown(request.path, 200)}"
+            + (f"; it takes {', '.join(allowed)}." if allowed else ".")
         )
     elif status == 406:
         diagnostics = f"We answer {FHIR_JSON} only."
@@ -184,10 +188,11 @@ def outcome_response(error: FhirError) -> Response:
     issue: dict[str, Any] = {
         "severity": "error",
         "code": error.code,
-        "diagnostics": error.diagnostics,
+        # what was sent may be quoted in it: FHIR strings hold no control characters
+        "diagnostics": printable(error.diagnostics),
     }
     if error.expression:
-        issue["expression"] = [error.expression]
+        issue["expression"] = [printable(error.expression)]
     body = {"resourceType": "OperationOutcome", "issue": [issue]}
     headers = dict(error.headers)
     if error.status == 401:

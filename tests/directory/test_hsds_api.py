@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from referrals.db import db, transaction
 from referrals.directory.hsds.importer import import_hsds
 from referrals.directory.models import Service
@@ -201,3 +203,15 @@ def test_a_full_page_takes_the_same_queries_however_many_services_it_holds(clien
         )
     db.session.remove()
     assert queries_for_a_full_page() == five
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_a_method_the_api_does_not_take_is_a_405_in_its_json(client, method):
+    response = client.client.open("/hsds/services", method=method)
+    assert response.status_code == 405
+    assert response.mimetype == "application/json"
+    assert response.get_json() == {
+        "error": "method_not_allowed",
+        "message": f"{method} is not how /hsds/services is used; this API takes GET.",
+    }
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == {"GET", "HEAD", "OPTIONS"}

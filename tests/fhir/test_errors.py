@@ -345,3 +345,25 @@ def test_an_endpoint_that_is_not_text_is_a_400_naming_the_channel(
     response = send_json(app, "/fhir/Subscription", json.dumps(body), bearer)
     issue = outcome_of(response, 400, "structure")
     assert issue["expression"][0].startswith("Subscription.channel"), issue
+
+
+@pytest.mark.parametrize(
+    ("path", "quoted"),
+    [
+        ("/fhir/Patient/a%C2%A0b", "Patient/a\\u00a0b does not exist"),
+        ("/fhir/Pati%E2%80%A8ent/1", "We do not serve Pati\\u2028ent resources"),
+        ("/fhir/Patient/a/b%C2%A0/c", "There is nothing at /fhir/Patient/a/b\\u00a0/c"),
+        ("/fhir/metadata?_format=x%C2%A0", "_format=x\\u00a0 is not supported"),
+    ],
+)
+def test_what_a_client_sent_is_quoted_back_printable(app: Flask, world: World, path, quoted):
+    """FHIR strings hold no control or format characters: an OperationOutcome quoting a path or
+    parameter that has one would itself be invalid FHIR."""
+    bearer = token(app, world, "food", "system/*.read")
+    response = app.test_client().get(path, headers={"Authorization": f"Bearer {bearer}"})
+    body = response.get_json()
+    assert response.status_code in (404, 406)
+    assert quoted in body["issue"][0]["diagnostics"]
+    assert_valid_r4(body)
+    if "_format" in path:
+        assert body["issue"][0]["expression"] == ["_format"]
