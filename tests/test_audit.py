@@ -86,21 +86,7 @@ def renumber(moves: dict[int, int]) -> None:
 
 def old_sha256(values: dict[str, Any]) -> str:
     """How entries were hashed before the keyed chain: what anyone can recompute."""
-    entry = {
-        "at": values["at"].isoformat(),
-        "actor_user_id": str(values["actor_user_id"] or ""),
-        "actor_name": values["actor_name"],
-        "org_id": str(values["org_id"] or ""),
-        "action": values["action"],
-        "target_type": values["target_type"],
-        "target_id": values["target_id"],
-        "patient_id": str(values["patient_id"] or ""),
-        "ip": values["ip"] or "",
-        "outcome": values["outcome"],
-        "detail": values["detail"],
-    }
-    body = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256((values["prev_hash"] + body).encode()).hexdigest()
+    return audit._sha256_hash(values)
 
 
 def rehash_from(entry_id: int, rehash: Callable[[dict[str, Any]], None]) -> None:
