@@ -73,3 +73,16 @@ def test_the_bounding_box_holds_the_whole_circle_and_little_more(radius):
     # ...and a point just outside a side is farther than the radius.
     outside = Point(box.north + 0.001, LOS_ANGELES.longitude)
     assert not box.contains(outside) and distance_miles(LOS_ANGELES, outside) > radius
+
+
+def test_zip_codes_are_asked_of_the_extension_never_copied_whole_into_python() -> None:
+    """`zipcodes.list_all()` keeps 42,000 dicts (about 150 MiB) in every process for good."""
+    import zipcodes
+
+    from referrals.directory import geo
+
+    assert geo.lookup_zip("94601").city == "Oakland"
+    assert len(geo.zips_in_state("CA")) > 2000
+    with pytest.raises(InvalidInput):
+        geo.lookup_zip("99999")
+    assert zipcodes._zips_cache is None
