@@ -41,7 +41,9 @@ def test_a_client_asking_too_often_is_told_to_slow_down_and_others_are_not(app, 
 
     db.session.remove()
     denied = db.session().scalars(
-        select(AuditEvent).where(AuditEvent.action == "oauth.token", AuditEvent.outcome == "denied")
+        select(AuditEvent)
+        .where(AuditEvent.action == "oauth.token", AuditEvent.outcome == "denied")
+        .order_by(AuditEvent.id)
     )
     [first, second] = denied.all()
     assert first.detail["error"] == "slow_down" and first.target_id == client.client_id
