@@ -412,15 +412,6 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
         school=404,
         admin=404,
     ),
-    ("GET", "/hsds/{unknown}"): dict(
-        anonymous=404,
-        clinician=404,
-        other_clinician=404,
-        food=404,
-        food_admin=404,
-        school=404,
-        admin=404,
-    ),
 }
 
 
@@ -466,7 +457,6 @@ def test_each_role_gets_exactly_what_it_may(world, app, role):
         "subscription": uuid.uuid4(),
         "term": uuid.uuid4(),
         "peer": uuid.uuid4(),
-        "unknown": "services/a/b",
     }
     forms = {
         "/patients/{patient}/referrals": referral_form(world),

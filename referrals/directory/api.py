@@ -352,17 +352,6 @@ def taxonomy_term(term_id: str) -> Response | tuple[Response, int]:
     return jsonify(Serializer(db.session()).taxonomy_term(row))
 
 
-@bp.get("/<path:unknown>")
-def nothing_here(unknown: str) -> tuple[Response, int]:
-    """Any other path under /hsds is a 404 in the API's own JSON, not a page: an id with a
-    slash in it, say (`/services/a%2Fb` arrives as `/services/a/b`)."""
-    return jsonify(
-        error="not_found",
-        message=f"There is nothing at /hsds/{unknown}; {url_for('hsds.api_info')} describes "
-        "this API.",
-    ), 404
-
-
 def _provides_services(organization_id: uuid.UUID) -> bool:
     """Only organisations in the directory are public: not clinics or the network itself."""
     return (

@@ -84,7 +84,6 @@ FUZZED = {
     "/hsds/taxonomies/<taxonomy_id>",
     "/hsds/taxonomy_terms",
     "/hsds/taxonomy_terms/<term_id>",
-    "/hsds/<path:unknown>",
 }
 HSDS_PAGE = {
     "total_items",
