@@ -17,7 +17,7 @@ from referrals.errors import InvalidInput
 
 EARTH_RADIUS_MILES = 3958.7613
 MILES_PER_DEGREE_LATITUDE = EARTH_RADIUS_MILES * math.pi / 180  # about 69.1
-ZIP_RE = re.compile(r"^\d{5}$")
+ZIP_RE = re.compile(r"^[0-9]{5}$")  # not \d: "٦٦٦٦٦" is no ZIP code
 
 
 @dataclass(frozen=True)

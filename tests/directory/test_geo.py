@@ -86,3 +86,9 @@ def test_zip_codes_are_asked_of_the_extension_never_copied_whole_into_python() -
     with pytest.raises(InvalidInput):
         geo.lookup_zip("99999")
     assert zipcodes._zips_cache is None
+
+
+@pytest.mark.parametrize("typed", ["٩٤٦٠١", "9460١", "９４６０１"])
+def test_a_zip_code_is_five_digits_0_to_9(typed: str) -> None:
+    with pytest.raises(InvalidInput, match="five digits"):
+        lookup_zip(typed)
